@@ -1,0 +1,1 @@
+"""Runtime pieces every balloonlab process shares: clock, credentials, logging, serving."""

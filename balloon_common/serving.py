@@ -1,0 +1,132 @@
+"""Serving helpers: gRPC servers with health checks, a /metrics endpoint, the
+ready file the launcher waits for, and clean shutdown on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+SHUTDOWN_GRACE_S = 2.0
+
+
+class ListenAddressError(ValueError):
+    """A listen address that is not host:port."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """Splits "host:port" (or "[v6]:port"); raises ListenAddressError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ListenAddressError(f"address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+async def start_grpc_server(
+    address: str,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
+    """Starts a server on `address` (port 0 picks a free port).
+
+    `register` adds the servicers and returns their full service names, which
+    are reported SERVING by the standard health service. Returns the server,
+    the bound address and the health servicer.
+    """
+    host, _ = split_address(address)
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise ListenAddressError(f"cannot listen on {address}")
+    await server.start()
+    for name in [*names, ""]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return server, bound, health_servicer
+
+
+async def stop_grpc_server(
+    server: grpc.aio.Server, health_servicer: health.aio.HealthServicer | None = None
+) -> None:
+    """Stops accepting, lets calls in flight finish within the grace period."""
+    if health_servicer is not None:
+        await health_servicer.enter_graceful_shutdown()
+    await server.stop(SHUTDOWN_GRACE_S)
+
+
+async def start_metrics_server(
+    registry: CollectorRegistry, address: str
+) -> tuple[asyncio.Server, str]:
+    """Serves `GET /metrics` from `registry` on `address`, without threads."""
+    host, port = split_address(address)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = await asyncio.wait_for(reader.readline(), timeout=5.0)
+            while (await asyncio.wait_for(reader.readline(), timeout=5.0)) not in (
+                b"\r\n",
+                b"\n",
+                b"",
+            ):
+                pass
+            parts = request_line.decode("latin-1").split()
+            if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
+                body = generate_latest(registry)
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE_LATEST}\r\n"
+            else:
+                body = b"not found: try /metrics\n"
+                head = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode("latin-1") + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, host, port)
+    bound_port = server.sockets[0].getsockname()[1]
+    bound = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
+    return server, bound
+
+
+def write_ready_file(path: Path | None, **fields: Any) -> None:
+    """Atomically writes `fields` (plus the pid) as JSON for the launcher."""
+    if path is None:
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), **fields}), encoding="utf-8")
+    tmp.replace(path)
+
+
+def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Runs `main(stop)` in a fresh event loop; SIGTERM and SIGINT set `stop`.
+
+    `main` is expected to return soon after `stop` is set. Returns the exit
+    code: 0 after a clean stop.
+    """
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+    return 0
