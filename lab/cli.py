@@ -1,0 +1,230 @@
+"""`balloonlab`: run a lab from a scenario file and write its report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from balloon.v1 import agent_pb2, host_pb2
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from balloon_common import logs
+from lab import scenario as scenario_mod
+from lab.client import LabClientError, OperatorClient
+from lab.launcher import Lab, LabStartError
+from lab.report import MIB, Timeline, build_summary, write_report
+
+POLL_WALL_S = 1.0
+DEFAULT_STATE_DIR = Path(".balloonlab")
+
+
+def status_table(status: agent_pb2.AgentStatus, duration_s: float) -> Table:
+    h = status.host
+    nodes = "  ".join(
+        f"node{i} {free / MIB:,.0f}/{total / MIB:,.0f}"
+        for i, (free, total) in enumerate(zip(h.node_free_bytes, h.node_total_bytes, strict=False))
+    )
+    title = (
+        f"tick {status.now_s:,.0f}/{duration_s:,.0f}   host free {h.free_bytes / MIB:,.0f} MiB"
+        f" ({nodes} MiB)   R {status.overcommit_ratio:.3f} (target {status.target_ratio:.2f})"
+        f"   host swap {h.host_swap_used_bytes / MIB:,.0f} MiB"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in (
+        "vm",
+        "memory MiB",
+        "balloon target",
+        "actual",
+        "usable",
+        "floor",
+        "working set",
+        "guest swap in/out /s",
+        "reason",
+    ):
+        table.add_column(col, justify="left" if col in ("vm", "reason") else "right")
+    for vm in status.vms:
+        driver = "" if vm.balloon_capable else " (no driver)"
+        table.add_row(
+            vm.vm_id + driver,
+            f"{vm.guest_bytes / MIB:,.0f}",
+            f"{vm.balloon_target_bytes / MIB:,.0f}",
+            f"{vm.balloon_actual_bytes / MIB:,.0f}",
+            f"{vm.usable_bytes / MIB:,.0f}",
+            f"{vm.floor_bytes / MIB:,.0f}" if vm.stats_known else "?",
+            f"{vm.working_set_bytes / MIB:,.0f}" if vm.stats_known else "?",
+            f"{vm.guest_swap_in_pages_per_s:,.0f}/{vm.guest_swap_out_pages_per_s:,.0f}",
+            vm.last_reason,
+        )
+    return table
+
+
+async def run_lab(
+    sc: scenario_mod.Scenario, report_dir: Path, run_dir: Path, console: Console, live: bool
+) -> int:
+    lab = Lab(sc, run_dir)
+    timeline = Timeline()
+    status: agent_pb2.AgentStatus | None = None
+    host: host_pb2.HostState | None = None
+    host_vms: list[host_pb2.VmState] = []
+    started = time.monotonic()
+    failure: str | None = None
+    console.print(
+        f"[bold]{sc.name}[/]: {len(sc.guests)} guests, {sc.committed_pages * 4096 / MIB:,.0f} MiB committed"
+        f" on a {sc.host.total_pages * 4096 / MIB:,.0f} MiB host ({sc.commit_ratio:.2f}x),"
+        f" {sc.duration_s:g} ticks at {sc.speed:g} ticks/s"
+    )
+    console.print(f"logs and endpoints: {run_dir}")
+    try:
+        endpoints = await lab.start()
+        console.print(
+            f"agent {endpoints.agent}  hypervisor {endpoints.hypervisor}  metrics http://{endpoints.agent_metrics}/metrics"
+        )
+        async with OperatorClient(
+            endpoints.agent, endpoints.hypervisor, _token(endpoints.operator_token_file)
+        ) as client:
+            view = Live(console=console, refresh_per_second=2, transient=False) if live else None
+            last_line = -1e9
+            with view if view is not None else contextlib.nullcontext():
+                while lab.now_s() < sc.duration_s:
+                    dead = lab.dead_children()
+                    if dead:
+                        failure = f"{dead[0].name} exited with code {dead[0].process.returncode if dead[0].process else '?'}:\n{dead[0].log_tail()}"
+                        break
+                    try:
+                        status = await client.status()
+                        host = await client.host()
+                        host_vms = await client.host_vms()
+                    except LabClientError as exc:
+                        console.print(f"[yellow]poll failed: {exc}[/]")
+                    else:
+                        timeline.add(status, host)
+                        if view is not None:
+                            view.update(status_table(status, sc.duration_s))
+                        elif status.now_s - last_line >= 20:
+                            last_line = status.now_s
+                            console.print(
+                                f"tick {status.now_s:6.0f}/{sc.duration_s:g}  host free {status.host.free_bytes / MIB:8,.0f} MiB"
+                                f"  R {status.overcommit_ratio:.3f}  decisions {status.decisions_total}"
+                            )
+                    await asyncio.sleep(POLL_WALL_S)
+    except LabStartError as exc:
+        failure = str(exc)
+    except asyncio.CancelledError:
+        failure = "interrupted"
+    finally:
+        console.print("stopping the lab ...")
+        exit_codes = await lab.stop()
+    summary = build_summary(
+        sc.name, status, host, host_vms, timeline, exit_codes, time.monotonic() - started
+    )
+    summary["scenario_file"] = str(sc.path)
+    if failure:
+        summary["failure"] = failure
+    written = write_report(report_dir, summary, timeline)
+    if status is not None and not live:
+        console.print(status_table(status, sc.duration_s))
+    _print_summary(console, summary)
+    console.print("report: " + ", ".join(str(p) for p in written))
+    if failure:
+        console.print(f"[red]lab failed: {failure}[/]")
+        return 1
+    if not summary["clean_stop"]:
+        console.print(f"[red]a process did not stop cleanly: {exit_codes}[/]")
+        return 1
+    return 0
+
+
+def _token(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8").strip()
+
+
+def _print_summary(console: Console, summary: dict[str, object]) -> None:
+    host = summary.get("host")
+    if isinstance(host, dict):
+        console.print(
+            f"[bold]summary[/]: {summary.get('ticks')} ticks in {summary['wall_s']} s;"
+            f" host free {host['free_mib']:,.0f} of {host['total_mib']:,.0f} MiB (lowest {host['min_free_mib'] or 0:,.0f});"
+            f" host swap in/out {host['pswpin']}/{host['pswpout']} pages;"
+            f" R {summary['overcommit_ratio'] or 0:.3f} (target {summary['target_ratio'] or 0:.2f});"
+            f" {summary['decisions_total']} decisions; clean stop: {summary['clean_stop']}"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="balloonlab", description="Run a memory-ballooning lab from a scenario file."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the lab, show its status live, write a report")
+    run.add_argument(
+        "scenario", type=Path, help="scenario TOML file, e.g. lab/scenarios/default.toml"
+    )
+    run.add_argument(
+        "--report", type=Path, default=None, help="report folder (default reports/<scenario name>)"
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where run folders, logs and endpoints go (default .balloonlab)",
+    )
+    run.add_argument(
+        "--duration-s", type=float, default=None, help="override the scenario's duration in ticks"
+    )
+    run.add_argument(
+        "--speed", type=float, default=None, help="override ticks per wall-clock second"
+    )
+    run.add_argument(
+        "--no-live", action="store_true", help="print progress lines instead of a live table"
+    )
+    check = sub.add_parser("check", help="validate a scenario file and print what it describes")
+    check.add_argument("scenario", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        sc = scenario_mod.load(args.scenario)
+    except scenario_mod.ScenarioError as exc:
+        print(f"balloonlab: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        console.print(
+            f"{sc.name}: {len(sc.host.nodes)} nodes, {sc.host.total_pages * 4096 / MIB:,.0f} MiB host,"
+            f" {len(sc.guests)} guests, committed {sc.commit_ratio:.3f}x, {sc.duration_s:g} ticks"
+        )
+        return 0
+    if args.duration_s is not None:
+        sc = dataclasses.replace(sc, duration_s=args.duration_s)
+    if args.speed is not None:
+        sc = dataclasses.replace(sc, speed=args.speed)
+    logs.configure("balloonlab", json=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = (args.state_dir / "runs" / f"{sc.name}-{stamp}-{os.getpid()}").resolve()
+    current = args.state_dir / "current"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if current.is_symlink() or current.exists():
+            current.unlink()
+        current.symlink_to(run_dir, target_is_directory=True)
+    report_dir = args.report or Path("reports") / sc.name
+    live = console.is_terminal and not args.no_live
+    try:
+        return asyncio.run(run_lab(sc, report_dir, run_dir, console, live))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

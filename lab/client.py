@@ -1,0 +1,162 @@
+"""Operator-side gRPC clients for the Agent and Host APIs, shared by the
+launcher and balloonctl. Maps gRPC failures to one exception with a sentence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from balloon.v1 import agent_pb2, agent_pb2_grpc, host_pb2, host_pb2_grpc
+
+from balloon_common.auth import call_metadata, read_token_file
+
+ENDPOINTS_FILE = "endpoints.json"
+CALL_TIMEOUT_S = 5.0
+
+
+class LabClientError(Exception):
+    """A call to the lab failed; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running lab listens, as the launcher records it."""
+
+    agent: str
+    """Agent API address (host:port)."""
+    hypervisor: str
+    """Host API address (host:port)."""
+    agent_metrics: str
+    """Agent /metrics address (host:port)."""
+    hypervisor_metrics: str
+    """Hypervisor /metrics address (host:port)."""
+    operator_token_file: str
+    """File holding the operator credential."""
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Endpoints:
+        path = run_dir / ENDPOINTS_FILE
+        try:
+            raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**{k: str(raw[k]) for k in cls.__dataclass_fields__})
+        except FileNotFoundError as exc:
+            raise LabClientError(
+                f"no running lab found: {path} does not exist (start one with `make run`,"
+                " or pass --agent/--host and --token-file)"
+            ) from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LabClientError(f"{path} is unreadable: {exc}") from exc
+
+
+def describe_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> str:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"{what}: not reachable ({exc.details() or 'unavailable'})"
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"{what}: no answer within {CALL_TIMEOUT_S:g} s"
+    return f"{what}: {code.name}: {exc.details()}"
+
+
+class OperatorClient:
+    """Agent and Host stubs over one credential. Use as an async context manager."""
+
+    def __init__(self, agent: str | None, host: str | None, token: str) -> None:
+        self._agent_addr = agent
+        self._host_addr = host
+        self._metadata = call_metadata(token)
+        self._channels: list[grpc.aio.Channel] = []
+        self._agent: agent_pb2_grpc.AgentStub | None = None
+        self._host: host_pb2_grpc.HostStub | None = None
+
+    @classmethod
+    def from_run_dir(cls, run_dir: Path) -> OperatorClient:
+        ep = Endpoints.read(run_dir)
+        token = read_token_file(Path(ep.operator_token_file))
+        return cls(ep.agent, ep.hypervisor, token)
+
+    async def __aenter__(self) -> OperatorClient:
+        if self._agent_addr:
+            ch = grpc.aio.insecure_channel(self._agent_addr)
+            self._channels.append(ch)
+            self._agent = agent_pb2_grpc.AgentStub(ch)
+        if self._host_addr:
+            ch = grpc.aio.insecure_channel(self._host_addr)
+            self._channels.append(ch)
+            self._host = host_pb2_grpc.HostStub(ch)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ch in self._channels:
+            await ch.close()
+
+    def _agent_stub(self) -> agent_pb2_grpc.AgentStub:
+        if self._agent is None:
+            raise LabClientError("no agent address (use --agent HOST:PORT)")
+        return self._agent
+
+    def _host_stub(self) -> host_pb2_grpc.HostStub:
+        if self._host is None:
+            raise LabClientError("no hypervisor address (use --host HOST:PORT)")
+        return self._host
+
+    async def status(self) -> agent_pb2.AgentStatus:
+        try:
+            reply: agent_pb2.AgentStatus = await self._agent_stub().GetStatus(
+                agent_pb2.GetStatusRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return reply
+
+    async def vms(self) -> list[agent_pb2.VmStatus]:
+        try:
+            reply = await self._agent_stub().ListVms(
+                agent_pb2.AgentListVmsRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return list(reply.vms)
+
+    async def set_target(self, request: agent_pb2.SetTargetRequest) -> agent_pb2.VmStatus:
+        try:
+            reply = await self._agent_stub().SetTarget(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        vm: agent_pb2.VmStatus = reply.vm
+        return vm
+
+    async def host(self) -> host_pb2.HostState:
+        try:
+            reply: host_pb2.HostState = await self._host_stub().GetHost(
+                host_pb2.GetHostRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        return reply
+
+    async def host_vms(self) -> list[host_pb2.VmState]:
+        try:
+            reply = await self._host_stub().ListVms(
+                host_pb2.ListVmsRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        return list(reply.vms)
+
+    async def buddyinfo(self) -> host_pb2.BuddyInfo:
+        try:
+            reply: host_pb2.BuddyInfo = await self._host_stub().GetBuddyInfo(
+                host_pb2.GetBuddyInfoRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        return reply

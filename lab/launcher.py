@@ -1,0 +1,275 @@
+"""Starts a lab from a scenario as separate processes, supervises and stops them.
+
+Order of start: hypervisor, guests, agent; each is waited for through its
+ready file. Order of stop: agent, guests, hypervisor, each with SIGTERM and a
+grace period. A process that dies early stops the lab with its log's tail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import structlog
+
+from balloon_common.auth import new_token, write_token_file
+from lab.client import ENDPOINTS_FILE, Endpoints
+from lab.scenario import Scenario
+
+log = structlog.get_logger(__name__)
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+LOOPBACK = "127.0.0.1"
+
+
+class LabStartError(RuntimeError):
+    """A process of the lab did not come up; the message says which and why."""
+
+
+def build_configs(
+    scenario: Scenario, tokens: dict[str, str], epoch_unix_s: float, hypervisor_addr: str = ""
+) -> dict[str, dict[str, Any]]:
+    """The JSON config of every process, keyed by process name.
+
+    Guests and the agent get the hypervisor's address, known only after it
+    started; call again with it.
+    """
+    clock = {"epoch_unix_s": epoch_unix_s, "speed": scenario.speed}
+    host = scenario.host
+    nodes = []
+    for n in host.nodes:
+        buddy = None
+        if n.buddyinfo_counts is not None:
+            buddy = {
+                "counts": list(n.buddyinfo_counts),
+                "mode": "fit",
+                "free_fraction": host.free_fraction,
+            }
+        nodes.append(
+            {
+                "node": n.node,
+                "total_pages": n.total_pages,
+                "buddyinfo": buddy,
+                "reserved_fraction": 0.0 if buddy else round(1.0 - host.free_fraction, 6),
+            }
+        )
+    configs: dict[str, dict[str, Any]] = {
+        "hypervisor": {
+            "nodes": nodes,
+            "distances": [list(r) for r in host.distances],
+            "swap": {
+                "capacity_pages": host.swap.capacity_pages,
+                "bandwidth_bytes_per_s": host.swap.bandwidth_bytes_per_s,
+                "latency_s": host.swap.latency_s,
+            },
+            "vms": [
+                {
+                    "vm_id": g.vm_id,
+                    "guest_pages": g.guest_pages,
+                    "home_node": g.home_node,
+                    "balloon_capable": g.driver,
+                    "token": tokens[g.vm_id],
+                }
+                for g in scenario.guests
+            ],
+            "operator_token": tokens["operator"],
+            "stats_interval_s": 2.0,
+            "clock": clock,
+        },
+        "agent": {
+            "hypervisor": hypervisor_addr,
+            "operator_token": tokens["operator"],
+            "policy": dict(scenario.policy),
+            "clock": clock,
+        },
+    }
+    for i, g in enumerate(scenario.guests):
+        trace = dict(g.trace)
+        if trace["format"] == "bitbrains":
+            trace["tick_s_per_row"] = scenario.tick_s_per_row
+        memory = {"swap_pages": g.swap_pages, **g.memory}
+        configs[f"guest-{g.vm_id}"] = {
+            "vm_id": g.vm_id,
+            "guest_pages": g.guest_pages,
+            "token": tokens[g.vm_id],
+            "hypervisor": hypervisor_addr,
+            "driver": {"enabled": g.driver, "features": list(g.features)},
+            "trace": trace,
+            "memory": memory,
+            "tick_s": 1.0,
+            "seed": scenario.seed * 1000 + i,
+            "clock": clock,
+        }
+    return configs
+
+
+@dataclass
+class Child:
+    """One process of the lab."""
+
+    name: str
+    module: str
+    run_dir: Path
+    serves: bool = True
+    process: asyncio.subprocess.Process | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+    _log: IO[bytes] | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / f"{self.name}.json"
+
+    @property
+    def ready_path(self) -> Path:
+        return self.run_dir / f"{self.name}.ready"
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / "logs" / f"{self.name}.log"
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config_path.touch(mode=0o600, exist_ok=True)
+        self.config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+    async def start(self) -> None:
+        argv = [sys.executable, "-m", self.module, "--config", str(self.config_path)]
+        argv += ["--ready-file", str(self.ready_path)]
+        if self.serves:
+            argv += ["--listen", f"{LOOPBACK}:0", "--metrics-listen", f"{LOOPBACK}:0"]
+        self.ready_path.unlink(missing_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, Any]:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.ready_path.exists():
+                with contextlib.suppress(ValueError):
+                    self.ready = json.loads(self.ready_path.read_text(encoding="utf-8"))
+                    return self.ready
+            if self.process.returncode is not None:
+                raise LabStartError(
+                    f"{self.name} exited with code {self.process.returncode} before it was ready:\n"
+                    + self.log_tail()
+                )
+            await asyncio.sleep(0.05)
+        raise LabStartError(
+            f"{self.name} was not ready within {timeout_s:g} s:\n" + self.log_tail()
+        )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
+        """SIGTERM, then SIGKILL after the grace period. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), grace_s)
+            except TimeoutError:
+                log.warning("process_killed", process=self.name, grace_s=grace_s)
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                await self.process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.process.returncode
+
+
+class Lab:
+    """A running lab. `start()` brings every process up; `stop()` takes them down."""
+
+    def __init__(self, scenario: Scenario, run_dir: Path) -> None:
+        self.scenario = scenario
+        self.run_dir = run_dir
+        self.epoch_unix_s = 0.0
+        self.hypervisor = Child("hypervisor", "hypervisor_mock", run_dir)
+        self.agent = Child("agent", "agent", run_dir)
+        self.guests = [
+            Child(f"guest-{g.vm_id}", "guest_driver", run_dir, serves=False)
+            for g in scenario.guests
+        ]
+        self.exit_codes: dict[str, int | None] = {}
+        self.endpoints: Endpoints | None = None
+
+    @property
+    def children(self) -> list[Child]:
+        return [self.hypervisor, *self.guests, self.agent]
+
+    async def start(self) -> Endpoints:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)
+        tokens = {g.vm_id: new_token() for g in self.scenario.guests}
+        tokens["operator"] = new_token()
+        token_file = self.run_dir / "operator.token"
+        write_token_file(token_file, tokens["operator"])
+        # Tick 0 a moment from now, so every process starts on the same clock.
+        self.epoch_unix_s = time.time()
+
+        configs = build_configs(self.scenario, tokens, self.epoch_unix_s)
+        self.hypervisor.write_config(configs["hypervisor"])
+        await self.hypervisor.start()
+        hv = await self.hypervisor.wait_ready()
+        configs = build_configs(self.scenario, tokens, self.epoch_unix_s, hv["grpc"])
+        for child in self.guests:
+            child.write_config(configs[child.name])
+            await child.start()
+        self.agent.write_config(configs["agent"])
+        await self.agent.start()
+        await asyncio.gather(*(c.wait_ready() for c in [*self.guests, self.agent]))
+        self.endpoints = Endpoints(
+            agent=self.agent.ready["grpc"],
+            hypervisor=hv["grpc"],
+            agent_metrics=self.agent.ready.get("metrics", ""),
+            hypervisor_metrics=hv.get("metrics", ""),
+            operator_token_file=str(token_file.resolve()),
+        )
+        path = self.run_dir / ENDPOINTS_FILE
+        path.write_text(json.dumps(self.endpoints.to_dict(), indent=2), encoding="utf-8")
+        return self.endpoints
+
+    def dead_children(self) -> list[Child]:
+        return [c for c in self.children if c.process is not None and not c.alive]
+
+    async def stop(self) -> dict[str, int | None]:
+        """Stops the agent, then the guests, then the hypervisor."""
+        self.exit_codes["agent"] = await self.agent.stop()
+        codes = await asyncio.gather(*(c.stop() for c in self.guests))
+        for child, code in zip(self.guests, codes, strict=True):
+            self.exit_codes[child.name] = code
+        self.exit_codes["hypervisor"] = await self.hypervisor.stop()
+        (self.run_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
+        return self.exit_codes
+
+    def now_s(self) -> float:
+        return max(0.0, (time.time() - self.epoch_unix_s) * self.scenario.speed)

@@ -1,0 +1,385 @@
+"""Scenario files: a TOML description of one lab, validated before anything starts.
+
+Every table refuses keys it does not know, naming the key with its path, so a
+typo never silently falls back to a default. Paths inside a scenario are
+relative to the scenario file.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from balloon_common.pfns import PAGE_SIZE_BYTES
+
+KIB_PER_PAGE = PAGE_SIZE_BYTES // 1024
+PAGES_PER_MIB = (1 << 20) // PAGE_SIZE_BYTES
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be run; the message names the key or file."""
+
+
+class _Table:
+    """A TOML table read key by key; `finish()` refuses whatever was not read."""
+
+    def __init__(self, raw: Any, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        self._raw = raw
+        self._where = where
+        self._seen: set[str] = set()
+
+    def _path(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        self._seen.add(key)
+        if key not in self._raw:
+            if default is ...:
+                raise ScenarioError(f"{self._path(key)}: missing")
+            return default
+        value = self._raw[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ScenarioError(f"{self._path(key)}: expected {_names(kinds)}, got a boolean")
+        if not isinstance(value, kinds):
+            raise ScenarioError(
+                f"{self._path(key)}: expected {_names(kinds)}, got {type(value).__name__}"
+            )
+        return value
+
+    def number(
+        self, key: str, default: Any = ..., *, low: float | None = None, high: float | None = None
+    ) -> float:
+        value = float(self.get(key, float, default))
+        if not math.isfinite(value):
+            raise ScenarioError(f"{self._path(key)}: must be finite")
+        if low is not None and value < low:
+            raise ScenarioError(f"{self._path(key)}: must be at least {low:g}, got {value:g}")
+        if high is not None and value > high:
+            raise ScenarioError(f"{self._path(key)}: must be at most {high:g}, got {value:g}")
+        return value
+
+    def table(self, key: str, required: bool = False) -> _Table:
+        self._seen.add(key)
+        if key not in self._raw:
+            if required:
+                raise ScenarioError(f"{self._path(key)}: missing")
+            return _Table({}, self._path(key))
+        return _Table(self._raw[key], self._path(key))
+
+    def tables(self, key: str) -> list[_Table]:
+        self._seen.add(key)
+        raw = self._raw.get(key, [])
+        if not isinstance(raw, list):
+            raise ScenarioError(f"{self._path(key)}: expected an array of tables ([[{key}]])")
+        return [_Table(item, f"{self._path(key)}[{i}]") for i, item in enumerate(raw)]
+
+    def rest(self) -> dict[str, Any]:
+        """The keys not read yet, marked as read (for pass-through tables)."""
+        out = {k: v for k, v in self._raw.items() if k not in self._seen}
+        self._seen.update(out)
+        return out
+
+    def finish(self) -> None:
+        unknown = sorted(set(self._raw) - self._seen)
+        if unknown:
+            raise ScenarioError(f"{self._path(unknown[0])}: unknown key")
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    return " or ".join(
+        {float: "a number", int: "an integer", str: "a string"}.get(k, k.__name__) for k in kinds
+    )
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    node: int
+    """NUMA node index."""
+    total_pages: int
+    """Host frames on this node after scaling."""
+    buddyinfo_counts: tuple[int, ...] | None
+    """Captured free blocks per order 0..10 whose shape seeds the free lists, or None."""
+
+
+@dataclass(frozen=True)
+class SwapSpec:
+    capacity_pages: int
+    """Host swap device size."""
+    bandwidth_bytes_per_s: float
+    """Sustained swap-device throughput."""
+    latency_s: float
+    """Per-operation swap-device latency."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    nodes: tuple[NodeSpec, ...]
+    distances: tuple[tuple[int, ...], ...]
+    """SLIT distance matrix, nodes x nodes."""
+    swap: SwapSpec
+    free_fraction: float
+    """Share of each node free at the start (the rest the host holds itself)."""
+    sources: tuple[str, ...]
+    """The capture files the host was built from, for the report."""
+
+    @property
+    def total_pages(self) -> int:
+        return sum(n.total_pages for n in self.nodes)
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    vm_id: str
+    guest_pages: int
+    """Configured guest memory."""
+    home_node: int
+    driver: bool
+    """Whether the guest has a balloon driver (and the host a balloon device)."""
+    features: tuple[str, ...]
+    trace: dict[str, Any]
+    """Trace section as the guest process takes it (paths made absolute)."""
+    swap_pages: int
+    """Guest swap (virtual disk) size."""
+    memory: dict[str, Any] = field(default_factory=dict)
+    """Further guest memory-model settings, passed through."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    duration_s: float
+    """Length of the run in ticks (simulated seconds)."""
+    speed: float
+    """Ticks per wall-clock second."""
+    seed: int
+    host: HostSpec
+    guests: tuple[GuestSpec, ...]
+    policy: dict[str, Any]
+    """Agent policy parameters, passed through to the agent (which validates them)."""
+    tick_s_per_row: float
+    """Simulated seconds each trace row lasts in this lab (time compression)."""
+
+    @property
+    def committed_pages(self) -> int:
+        return sum(g.guest_pages for g in self.guests)
+
+    @property
+    def commit_ratio(self) -> float:
+        return self.committed_pages / self.host.total_pages
+
+
+FEATURES = ("MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM")
+DEFAULT_FEATURES = FEATURES
+
+
+def read_meminfo_total_kb(path: Path) -> int:
+    """MemTotal of a per-node /sys/devices/system/node/nodeN/meminfo capture."""
+    for line in _read(path).splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[2] == "MemTotal:":
+            return int(parts[3])
+    raise ScenarioError(f"{path}: no 'Node N MemTotal:' line")
+
+
+def read_distance_row(path: Path) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in _read(path).split())
+    except ValueError as exc:
+        raise ScenarioError(f"{path}: not a distance row: {exc}") from exc
+
+
+def read_buddyinfo_zone(path: Path, node: int, zone: str) -> tuple[int, ...]:
+    """The 11 free-block counts of one node and zone in a /proc/buddyinfo capture."""
+    for line in _read(path).splitlines():
+        head, _, counts = line.partition("zone")
+        parts = counts.split()
+        if head.replace(",", " ").split()[1:2] == [str(node)] and parts and parts[0] == zone:
+            values = tuple(int(x) for x in parts[1:])
+            if len(values) != 11:
+                raise ScenarioError(
+                    f"{path}: node {node} zone {zone} has {len(values)} orders, not 11"
+                )
+            return values
+    raise ScenarioError(f"{path}: no line for node {node}, zone {zone}")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def load(path: Path) -> Scenario:
+    """Reads and validates a scenario file."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    return parse(raw, path)
+
+
+def parse(raw: dict[str, Any], path: Path) -> Scenario:
+    base = path.parent
+    top = _Table(raw, "")
+
+    lab = top.table("lab", required=True)
+    name = lab.get("name", str, path.stem)
+    duration_s = lab.number("duration_s", low=1)
+    speed = lab.number("speed", 1.0, low=0.01, high=1000)
+    seed = int(lab.get("seed", int, 1))
+    tick_s_per_row = lab.number("tick_s_per_row", 1.0, low=0.001)
+    lab.finish()
+
+    host = _parse_host(top.table("host", required=True), base)
+
+    guests: list[GuestSpec] = []
+    seen_ids: set[str] = set()
+    for g in top.tables("guest"):
+        spec = _parse_guest(g, base, len(host.nodes), seed + len(guests))
+        if spec.vm_id in seen_ids:
+            raise ScenarioError(f"{g._where}.vm_id: {spec.vm_id!r} is used twice")
+        seen_ids.add(spec.vm_id)
+        guests.append(spec)
+    if not guests:
+        raise ScenarioError("guest: a scenario needs at least one [[guest]]")
+
+    policy = top.table("policy").rest()
+    top.finish()
+    return Scenario(
+        name=name,
+        path=path,
+        duration_s=duration_s,
+        speed=speed,
+        seed=seed,
+        host=host,
+        guests=tuple(guests),
+        policy=policy,
+        tick_s_per_row=tick_s_per_row,
+    )
+
+
+def _parse_host(t: _Table, base: Path) -> HostSpec:
+    scale = t.number("memory_scale", 1.0, low=1e-6, high=1.0)
+    free_fraction = t.number("free_fraction", 0.97, low=0.0, high=1.0)
+    sources: list[str] = []
+    meminfo = t.get("numa_meminfo", list, None)
+    node_mib = t.get("node_mib", list, None)
+    if (meminfo is None) == (node_mib is None):
+        raise ScenarioError("host: give exactly one of numa_meminfo (capture files) or node_mib")
+    if meminfo is not None:
+        totals_kb = []
+        for item in meminfo:
+            p = base / str(item)
+            totals_kb.append(read_meminfo_total_kb(p))
+            sources.append(str(item))
+        totals = [int(kb * scale) // KIB_PER_PAGE for kb in totals_kb]
+    else:
+        totals = [int(float(m) * scale * PAGES_PER_MIB) for m in node_mib]
+    if not totals or any(n < 2048 for n in totals):
+        raise ScenarioError("host: every node needs at least 8 MiB after memory_scale")
+
+    distances_files = t.get("numa_distance", list, None)
+    if distances_files is not None:
+        rows = tuple(read_distance_row(base / str(f)) for f in distances_files)
+        sources.extend(str(f) for f in distances_files)
+    else:
+        rows = tuple(
+            tuple(10 if i == j else 20 for j in range(len(totals))) for i in range(len(totals))
+        )
+    if len(rows) != len(totals) or any(len(r) != len(totals) for r in rows):
+        raise ScenarioError(f"host.numa_distance: need a {len(totals)}x{len(totals)} matrix")
+
+    buddy = t.get("buddyinfo", str, None)
+    zones = t.get("buddyinfo_zones", list, None)
+    counts: list[tuple[int, ...] | None] = [None] * len(totals)
+    if buddy is not None:
+        if zones is None or len(zones) != len(totals):
+            raise ScenarioError(
+                "host.buddyinfo_zones: give one [node, zone] of the capture per lab node"
+            )
+        for i, pair in enumerate(zones):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise ScenarioError(f'host.buddyinfo_zones[{i}]: expected [node, "zone"]')
+            counts[i] = read_buddyinfo_zone(base / buddy, int(pair[0]), str(pair[1]))
+        sources.append(buddy)
+    elif zones is not None:
+        raise ScenarioError("host.buddyinfo_zones: given without host.buddyinfo")
+
+    swap_t = t.table("swap")
+    swap = SwapSpec(
+        capacity_pages=int(swap_t.number("capacity_mib", 1024, low=0) * PAGES_PER_MIB),
+        bandwidth_bytes_per_s=swap_t.number("bandwidth_mib_per_s", 200, low=0.001) * (1 << 20),
+        latency_s=swap_t.number("latency_ms", 0.1, low=0) / 1000,
+    )
+    swap_t.finish()
+    t.finish()
+    nodes = tuple(
+        NodeSpec(node=i, total_pages=n, buddyinfo_counts=counts[i]) for i, n in enumerate(totals)
+    )
+    return HostSpec(
+        nodes=nodes, distances=rows, swap=swap, free_fraction=free_fraction, sources=tuple(sources)
+    )
+
+
+def _parse_guest(g: _Table, base: Path, n_nodes: int, seed: int) -> GuestSpec:
+    vm_id = g.get("vm_id", str)
+    if not vm_id or not all(c.isalnum() or c in "-_." for c in vm_id) or len(vm_id) > 64:
+        raise ScenarioError(
+            f"{g._where}.vm_id: {vm_id!r} must be 1-64 letters, digits, '-', '_' or '.'"
+        )
+    memory_mib = g.number("memory_mib", low=16)
+    home_node = int(g.get("home_node", int, 0))
+    if not 0 <= home_node < n_nodes:
+        raise ScenarioError(f"{g._where}.home_node: {home_node} is not a node of the host")
+    driver = bool(g.get("driver", bool, True))
+    features = tuple(g.get("features", list, list(DEFAULT_FEATURES)))
+    for feat in features:
+        if feat not in FEATURES:
+            raise ScenarioError(
+                f"{g._where}.features: unknown feature {feat!r}; known: {', '.join(FEATURES)}"
+            )
+    trace_path = g.get("trace", str, None)
+    ws_fraction = g.get("working_set_fraction", float, None)
+    if (trace_path is None) == (ws_fraction is None):
+        raise ScenarioError(
+            f"{g._where}: give exactly one of trace (a file) or working_set_fraction"
+        )
+    trace: dict[str, Any]
+    if trace_path is not None:
+        p = (base / trace_path).resolve()
+        if not p.is_file():
+            raise ScenarioError(f"{g._where}.trace: no such file {trace_path}")
+        trace = {
+            "format": "bitbrains",
+            "path": str(p),
+            "start_row": int(g.get("start_row", int, 0)),
+        }
+    else:
+        if not 0.0 <= float(ws_fraction) <= 1.0:
+            raise ScenarioError(f"{g._where}.working_set_fraction: must be within 0..1")
+        trace = {"format": "constant", "working_set_fraction": float(ws_fraction)}
+    swap_pages = int(g.number("swap_mib", 512, low=0) * PAGES_PER_MIB)
+    memory = g.table("memory").rest()
+    g.finish()
+    return GuestSpec(
+        vm_id=vm_id,
+        guest_pages=int(memory_mib * PAGES_PER_MIB),
+        home_node=home_node,
+        driver=driver,
+        features=features,
+        trace=trace,
+        swap_pages=swap_pages,
+        memory=memory,
+    )
