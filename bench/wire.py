@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -21,7 +22,7 @@ PAGES = 262144
 REPEATS = 3
 
 
-def _repeated_message_class() -> type:
+def _repeated_message_class() -> Any:
     """A throwaway message type with `repeated uint64 pfns = 1`, for the baseline."""
     file = descriptor_pb2.FileDescriptorProto(
         name="bench_wire.proto", package="bench", syntax="proto3"

@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from balloon.v1 import agent_pb2
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
+from balloon.v1 import agent_pb2
 from balloon_common.auth import read_token_file
 from lab.client import Endpoints, LabClientError, OperatorClient
 

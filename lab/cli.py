@@ -12,11 +12,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from balloon.v1 import agent_pb2, host_pb2
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from balloon.v1 import agent_pb2, host_pb2
 from balloon_common import logs
 from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient

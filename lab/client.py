@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from balloon.v1 import agent_pb2, agent_pb2_grpc, host_pb2, host_pb2_grpc
 
+from balloon.v1 import agent_pb2, agent_pb2_grpc, host_pb2, host_pb2_grpc
 from balloon_common.auth import call_metadata, read_token_file
 
 ENDPOINTS_FILE = "endpoints.json"

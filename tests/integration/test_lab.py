@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
-from balloon.v1 import host_pb2, host_pb2_grpc, hypercall_pb2, hypercall_pb2_grpc
 
+from balloon.v1 import host_pb2, host_pb2_grpc, hypercall_pb2, hypercall_pb2_grpc
 from balloon_common.auth import call_metadata, read_token_file
 from balloon_common.pfns import pack
 from lab import scenario as scenario_mod

@@ -13,7 +13,9 @@ def test_generated_modules_match_proto_files(tmp_path: Path) -> None:
     """Regenerating from proto/ reproduces every committed *_pb2 module byte for byte."""
     generated = generate_into(PROTO_ROOT, tmp_path)
 
-    committed = sorted(p.relative_to(PROTO_ROOT) for p in (PROTO_ROOT / "balloon" / "v1").glob("*_pb2*"))
+    committed = sorted(
+        p.relative_to(PROTO_ROOT) for p in (PROTO_ROOT / "balloon" / "v1").glob("*_pb2*")
+    )
     assert generated == committed, "a generated module is missing or extra; run `make proto`"
     for rel in generated:
         assert (tmp_path / rel).read_bytes() == (PROTO_ROOT / rel).read_bytes(), (

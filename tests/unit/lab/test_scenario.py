@@ -34,7 +34,9 @@ def test_default_scenario_is_real_and_committed_at_1_25() -> None:
 
     assert len(sc.host.nodes) == 2
     assert sc.host.distances == ((10, 21), (21, 10))
-    assert all(n.buddyinfo_counts is not None and len(n.buddyinfo_counts) == 11 for n in sc.host.nodes)
+    assert all(
+        n.buddyinfo_counts is not None and len(n.buddyinfo_counts) == 11 for n in sc.host.nodes
+    )
     assert 4 <= len(sc.guests) <= 6
     assert all(g.trace["format"] == "bitbrains" for g in sc.guests)
     assert sc.commit_ratio == pytest.approx(1.25, abs=0.005)
@@ -51,18 +53,48 @@ def test_node_sizes_follow_the_capture_scaled() -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        pytest.param(("[lab]", "[lab]\nspeeed = 2"), "lab.speeed: unknown key", id="unknown-lab-key"),
-        pytest.param(("[host]", "[host]\ncolour = 1"), "host.colour: unknown key", id="unknown-host-key"),
-        pytest.param(('vm_id = "a"', 'vm_id = "a"\nmem = 1'), "guest[0].mem: unknown key", id="unknown-guest-key"),
-        pytest.param(("duration_s = 10", "duration_s = 0"), "lab.duration_s: must be at least 1", id="zero-duration"),
-        pytest.param(("duration_s = 10", 'duration_s = "long"'), "lab.duration_s: expected a number", id="duration-type"),
+        pytest.param(
+            ("[lab]", "[lab]\nspeeed = 2"), "lab.speeed: unknown key", id="unknown-lab-key"
+        ),
+        pytest.param(
+            ("[host]", "[host]\ncolour = 1"), "host.colour: unknown key", id="unknown-host-key"
+        ),
+        pytest.param(
+            ('vm_id = "a"', 'vm_id = "a"\nmem = 1'),
+            "guest[0].mem: unknown key",
+            id="unknown-guest-key",
+        ),
+        pytest.param(
+            ("duration_s = 10", "duration_s = 0"),
+            "lab.duration_s: must be at least 1",
+            id="zero-duration",
+        ),
+        pytest.param(
+            ("duration_s = 10", 'duration_s = "long"'),
+            "lab.duration_s: expected a number",
+            id="duration-type",
+        ),
         pytest.param(('vm_id = "a"', 'vm_id = "a b"'), "guest[0].vm_id", id="bad-vm-id"),
-        pytest.param(("memory_mib = 32", "memory_mib = 32\nhome_node = 5"), "guest[0].home_node: 5 is not a node", id="bad-node"),
-        pytest.param(("working_set_fraction = 0.5", 'trace = "missing.csv"'), "guest[0].trace: no such file", id="missing-trace"),
-        pytest.param(("working_set_fraction = 0.5", "working_set_fraction = 1.5"), "within 0..1", id="ws-range"),
+        pytest.param(
+            ("memory_mib = 32", "memory_mib = 32\nhome_node = 5"),
+            "guest[0].home_node: 5 is not a node",
+            id="bad-node",
+        ),
+        pytest.param(
+            ("working_set_fraction = 0.5", 'trace = "missing.csv"'),
+            "guest[0].trace: no such file",
+            id="missing-trace",
+        ),
+        pytest.param(
+            ("working_set_fraction = 0.5", "working_set_fraction = 1.5"),
+            "within 0..1",
+            id="ws-range",
+        ),
     ],
 )
-def test_bad_scenarios_are_refused_naming_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+def test_bad_scenarios_are_refused_naming_the_key(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
     """Each mistake is refused with a message that names the key."""
     text = MINIMAL.replace(*edit)
 
