@@ -12,7 +12,7 @@ class GetHostRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeState(_message.Message):
-    __slots__ = ("node", "total_pages", "free_pages", "mapped_pages", "reserved_pages", "numa_hit_total", "numa_miss_total")
+    __slots__ = ("node", "total_pages", "free_pages", "mapped_pages", "reserved_pages", "numa_hit_total", "numa_miss_total", "numa_foreign_total")
     NODE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_PAGES_FIELD_NUMBER: _ClassVar[int]
     FREE_PAGES_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class NodeState(_message.Message):
     RESERVED_PAGES_FIELD_NUMBER: _ClassVar[int]
     NUMA_HIT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     NUMA_MISS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    NUMA_FOREIGN_TOTAL_FIELD_NUMBER: _ClassVar[int]
     node: int
     total_pages: int
     free_pages: int
@@ -27,23 +28,26 @@ class NodeState(_message.Message):
     reserved_pages: int
     numa_hit_total: int
     numa_miss_total: int
-    def __init__(self, node: _Optional[int] = ..., total_pages: _Optional[int] = ..., free_pages: _Optional[int] = ..., mapped_pages: _Optional[int] = ..., reserved_pages: _Optional[int] = ..., numa_hit_total: _Optional[int] = ..., numa_miss_total: _Optional[int] = ...) -> None: ...
+    numa_foreign_total: int
+    def __init__(self, node: _Optional[int] = ..., total_pages: _Optional[int] = ..., free_pages: _Optional[int] = ..., mapped_pages: _Optional[int] = ..., reserved_pages: _Optional[int] = ..., numa_hit_total: _Optional[int] = ..., numa_miss_total: _Optional[int] = ..., numa_foreign_total: _Optional[int] = ...) -> None: ...
 
 class SwapState(_message.Message):
-    __slots__ = ("capacity_pages", "used_pages", "pswpin_total", "pswpout_total", "bandwidth_bytes_per_s", "failed_total")
+    __slots__ = ("capacity_pages", "used_pages", "pswpin_total", "pswpout_total", "bandwidth_bytes_per_s", "failed_total", "latency_s")
     CAPACITY_PAGES_FIELD_NUMBER: _ClassVar[int]
     USED_PAGES_FIELD_NUMBER: _ClassVar[int]
     PSWPIN_TOTAL_FIELD_NUMBER: _ClassVar[int]
     PSWPOUT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BANDWIDTH_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
     FAILED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_S_FIELD_NUMBER: _ClassVar[int]
     capacity_pages: int
     used_pages: int
     pswpin_total: int
     pswpout_total: int
     bandwidth_bytes_per_s: float
     failed_total: int
-    def __init__(self, capacity_pages: _Optional[int] = ..., used_pages: _Optional[int] = ..., pswpin_total: _Optional[int] = ..., pswpout_total: _Optional[int] = ..., bandwidth_bytes_per_s: _Optional[float] = ..., failed_total: _Optional[int] = ...) -> None: ...
+    latency_s: float
+    def __init__(self, capacity_pages: _Optional[int] = ..., used_pages: _Optional[int] = ..., pswpin_total: _Optional[int] = ..., pswpout_total: _Optional[int] = ..., bandwidth_bytes_per_s: _Optional[float] = ..., failed_total: _Optional[int] = ..., latency_s: _Optional[float] = ...) -> None: ...
 
 class HostState(_message.Message):
     __slots__ = ("page_size_bytes", "total_pages", "free_pages", "mapped_pages", "reserved_pages", "nodes", "swap", "now_s", "node_distances", "refused_requests_total")
@@ -74,7 +78,7 @@ class ListVmsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VmState(_message.Message):
-    __slots__ = ("vm_id", "home_node", "guest_pages", "target", "balloon_actual_pages", "resident_pages", "host_swapped_pages", "remote_pages", "driver_attached", "accepted_features", "stats", "stats_age_s", "reclaimed_frames_total", "stall_s_total", "pswpin_total", "pswpout_total", "balloon_capable")
+    __slots__ = ("vm_id", "home_node", "guest_pages", "target", "balloon_actual_pages", "resident_pages", "host_swapped_pages", "remote_pages", "driver_attached", "accepted_features", "stats", "stats_age_s", "reclaimed_frames_total", "stall_s_total", "pswpin_total", "pswpout_total", "balloon_capable", "acted_generation", "oom_deflated_pages_total", "failed_access_pages_total")
     VM_ID_FIELD_NUMBER: _ClassVar[int]
     HOME_NODE_FIELD_NUMBER: _ClassVar[int]
     GUEST_PAGES_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +96,9 @@ class VmState(_message.Message):
     PSWPIN_TOTAL_FIELD_NUMBER: _ClassVar[int]
     PSWPOUT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     BALLOON_CAPABLE_FIELD_NUMBER: _ClassVar[int]
+    ACTED_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    OOM_DEFLATED_PAGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FAILED_ACCESS_PAGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     vm_id: str
     home_node: int
     guest_pages: int
@@ -109,7 +116,10 @@ class VmState(_message.Message):
     pswpin_total: int
     pswpout_total: int
     balloon_capable: bool
-    def __init__(self, vm_id: _Optional[str] = ..., home_node: _Optional[int] = ..., guest_pages: _Optional[int] = ..., target: _Optional[_Union[_types_pb2.BalloonTarget, _Mapping]] = ..., balloon_actual_pages: _Optional[int] = ..., resident_pages: _Optional[int] = ..., host_swapped_pages: _Optional[int] = ..., remote_pages: _Optional[int] = ..., driver_attached: _Optional[bool] = ..., accepted_features: _Optional[int] = ..., stats: _Optional[_Union[_types_pb2.GuestStats, _Mapping]] = ..., stats_age_s: _Optional[float] = ..., reclaimed_frames_total: _Optional[int] = ..., stall_s_total: _Optional[float] = ..., pswpin_total: _Optional[int] = ..., pswpout_total: _Optional[int] = ..., balloon_capable: _Optional[bool] = ...) -> None: ...
+    acted_generation: int
+    oom_deflated_pages_total: int
+    failed_access_pages_total: int
+    def __init__(self, vm_id: _Optional[str] = ..., home_node: _Optional[int] = ..., guest_pages: _Optional[int] = ..., target: _Optional[_Union[_types_pb2.BalloonTarget, _Mapping]] = ..., balloon_actual_pages: _Optional[int] = ..., resident_pages: _Optional[int] = ..., host_swapped_pages: _Optional[int] = ..., remote_pages: _Optional[int] = ..., driver_attached: _Optional[bool] = ..., accepted_features: _Optional[int] = ..., stats: _Optional[_Union[_types_pb2.GuestStats, _Mapping]] = ..., stats_age_s: _Optional[float] = ..., reclaimed_frames_total: _Optional[int] = ..., stall_s_total: _Optional[float] = ..., pswpin_total: _Optional[int] = ..., pswpout_total: _Optional[int] = ..., balloon_capable: _Optional[bool] = ..., acted_generation: _Optional[int] = ..., oom_deflated_pages_total: _Optional[int] = ..., failed_access_pages_total: _Optional[int] = ...) -> None: ...
 
 class ListVmsReply(_message.Message):
     __slots__ = ("vms",)

@@ -1,0 +1,1 @@
+"""The host's policy daemon: collect host and guest state, decide balloon targets, act, explain."""

@@ -1,0 +1,126 @@
+"""The agent's Prometheus metrics, on a registry the caller injects.
+
+Gauges are rewritten from one `Report` at a time (`AgentMetrics.show`), so
+they agree with Agent.GetStatus; series of VMs and nodes that disappear are
+removed. Counters are bumped by the functions that log the same events.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from agent.state import Report, to_bytes
+
+
+class AgentMetrics:
+    """Every metric the agent exports."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels, registry=registry)
+
+        self.host_total = gauge(
+            "balloonlab_host_memory_total_bytes", "Host memory per NUMA node.", ("node",)
+        )
+        self.host_free = gauge(
+            "balloonlab_host_memory_free_bytes", "Host free memory per NUMA node.", ("node",)
+        )
+        self.vm_target = gauge(
+            "balloonlab_vm_balloon_target_bytes", "Balloon target the host holds.", ("vm",)
+        )
+        self.vm_actual = gauge(
+            "balloonlab_vm_balloon_actual_bytes", "Balloon size the guest reached.", ("vm",)
+        )
+        self.vm_floor = gauge(
+            "balloonlab_vm_floor_bytes", "Least usable memory the policy leaves.", ("vm",)
+        )
+        self.vm_usable = gauge(
+            "balloonlab_vm_usable_bytes", "Configured memory minus balloon actual.", ("vm",)
+        )
+        self.guest_swap_in = gauge(
+            "balloonlab_guest_swap_in_pages_per_second",
+            "Guest swap-in rate (NaN until two samples).",
+            ("vm",),
+        )
+        self.guest_swap_out = gauge(
+            "balloonlab_guest_swap_out_pages_per_second",
+            "Guest swap-out rate (NaN until two samples).",
+            ("vm",),
+        )
+        self.host_swap_in = gauge(
+            "balloonlab_host_swap_in_pages_per_second", "Host swap-in rate (NaN until known)."
+        )
+        self.host_swap_out = gauge(
+            "balloonlab_host_swap_out_pages_per_second", "Host swap-out rate (NaN until known)."
+        )
+        self.ratio = gauge(
+            "balloonlab_overcommit_ratio",
+            "Usable memory of balloon-controlled VMs over what the host can give them.",
+        )
+        self.target_ratio = gauge(
+            "balloonlab_overcommit_target_ratio", "The overcommit ratio the policy aims for."
+        )
+        self.host_reachable = gauge(
+            "balloonlab_agent_host_reachable", "1 if the last poll of the hypervisor succeeded."
+        )
+        self.decisions = counter(
+            "balloonlab_agent_decisions", "Policy decisions, by reason.", ("reason",)
+        )
+        self.poll_failures = counter(
+            "balloonlab_agent_poll_failures", "Polls of the hypervisor that failed."
+        )
+        self.refused = counter(
+            "balloonlab_agent_refused_requests",
+            "Agent API requests refused, by reason.",
+            ("reason",),
+        )
+        self.target_sets = counter(
+            "balloonlab_agent_target_sets",
+            "SetBalloonTarget calls to the hypervisor, by result.",
+            ("result",),
+        )
+        self._vms: set[str] = set()
+        self._nodes: set[str] = set()
+
+    def show(self, report: Report) -> None:
+        """Rewrites every gauge from `report`."""
+        self.target_ratio.set(report.target_ratio)
+        self.ratio.set(report.overcommit_ratio)
+        self.host_reachable.set(1.0 if report.host_reachable else 0.0)
+        nodes: set[str] = set()
+        if report.host is not None:
+            self.host_swap_in.set(report.host.swap_in_pages_per_s)
+            self.host_swap_out.set(report.host.swap_out_pages_per_s)
+            for node in report.host.nodes:
+                label = str(node.node)
+                nodes.add(label)
+                self.host_total.labels(node=label).set(to_bytes(node.total_pages))
+                self.host_free.labels(node=label).set(to_bytes(node.free_pages))
+        for label in self._nodes - nodes:
+            for node_gauge in (self.host_total, self.host_free):
+                node_gauge.remove(label)
+        self._nodes = nodes
+
+        vms: set[str] = set()
+        for vm in report.vms:
+            vms.add(vm.vm_id)
+            self.vm_target.labels(vm=vm.vm_id).set(to_bytes(vm.target_pages))
+            self.vm_actual.labels(vm=vm.vm_id).set(to_bytes(vm.actual_pages))
+            self.vm_floor.labels(vm=vm.vm_id).set(to_bytes(vm.floor_pages))
+            self.vm_usable.labels(vm=vm.vm_id).set(to_bytes(vm.usable_pages))
+            self.guest_swap_in.labels(vm=vm.vm_id).set(vm.swap_in_pages_per_s)
+            self.guest_swap_out.labels(vm=vm.vm_id).set(vm.swap_out_pages_per_s)
+        for vm_id in self._vms - vms:
+            for vm_gauge in (
+                self.vm_target,
+                self.vm_actual,
+                self.vm_floor,
+                self.vm_usable,
+                self.guest_swap_in,
+                self.guest_swap_out,
+            ):
+                vm_gauge.remove(vm_id)
+        self._vms = vms

@@ -1,0 +1,291 @@
+"""The driver's seam to the host: a small Protocol and its gRPC Hypercall/Vcpu implementation.
+
+The driver only sees `HostTransport` and `VcpuChannel`, so a second transport
+(emulated virtio-mmio) can replace the gRPC one. Failures come back as two
+exception classes: `HostUnreachable` (transient: back off and retry) and
+`HostRefused` (the host answered no; the guest rolls its side back).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+import numpy as np
+
+from balloon.v1 import hypercall_pb2, hypercall_pb2_grpc, types_pb2, vcpu_pb2, vcpu_pb2_grpc
+from balloon_common.auth import call_metadata
+from balloon_common.pfns import pack, unpack
+
+from .memory import Gpfns, MemoryStats
+
+DRIVER_VERSION = "balloonlab-guest/0.1"
+CALL_TIMEOUT_S = 5.0
+"""Wall-clock deadline of one unary call."""
+
+
+class Feature(enum.IntFlag):
+    """Virtio balloon feature bits (FeatureBit positions in the contract)."""
+
+    MUST_TELL_HOST = 1 << types_pb2.FEATURE_BIT_MUST_TELL_HOST
+    STATS_VQ = 1 << types_pb2.FEATURE_BIT_STATS_VQ
+    DEFLATE_ON_OOM = 1 << types_pb2.FEATURE_BIT_DEFLATE_ON_OOM
+    FREE_PAGE_HINT = 1 << types_pb2.FEATURE_BIT_FREE_PAGE_HINT
+    PAGE_POISON = 1 << types_pb2.FEATURE_BIT_PAGE_POISON
+    PAGE_REPORTING = 1 << types_pb2.FEATURE_BIT_PAGE_REPORTING
+
+
+DEFAULT_FEATURES = Feature.MUST_TELL_HOST | Feature.STATS_VQ | Feature.DEFLATE_ON_OOM
+"""What the driver offers unless the scenario narrows it."""
+
+
+class TransportError(Exception):
+    """A host call that did not succeed."""
+
+
+class HostUnreachable(TransportError):
+    """The host did not answer (down, restarting, deadline passed): retry later."""
+
+
+class HostRefused(TransportError):
+    """The host answered with an error status; `code` is its name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Target:
+    """A balloon target as the host holds it."""
+
+    target_pages: int
+    """Pages the host asks the balloon to hold."""
+    generation: int
+    """Increases each time the target changes."""
+
+
+@dataclass(frozen=True)
+class AttachInfo:
+    """What the host answered to Attach."""
+
+    vm_id: str
+    """The VM the credential belongs to."""
+    accepted_features: Feature
+    """The negotiated feature set."""
+    guest_pages: int
+    """Configured guest memory, pages."""
+    page_size_bytes: int
+    """Bytes per page."""
+    max_batch_pfns: int
+    """Most PFNs in one inflate or deflate call."""
+    target: Target
+    """The current target."""
+    actual_pages: int
+    """Pages the host holds as ballooned."""
+    ballooned_gpfns: Gpfns
+    """Those pages, for reconciling after a restart."""
+
+
+@dataclass(frozen=True)
+class BatchReply:
+    """The host's answer to one inflate or deflate batch."""
+
+    accepted_pages: int
+    """Pages whose state changed."""
+    duplicate_pages: int
+    """Pages already in the requested state."""
+    actual_pages: int
+    """Balloon size on the host after the call, pages."""
+    reclaimed_frames: int
+    """Host frames returned to the buddy lists."""
+
+
+@dataclass(frozen=True)
+class AccessReply:
+    """The host's answer to one batch of accesses."""
+
+    faulted_pages: int
+    """First touches the host backed with a new frame."""
+    swapped_in_pages: int
+    """Host-swapped pages read back."""
+    remote_pages: int
+    """New frames from another NUMA node."""
+    stall_s: float
+    """Ticks the guest waited on host swap."""
+    failed_pages: int
+    """Accesses the host could not back."""
+
+
+class HostTransport(Protocol):
+    """The balloon device as the driver sees it."""
+
+    async def attach(self, offered: Feature) -> AttachInfo: ...
+
+    async def inflate(self, gpfns: Gpfns, generation: int) -> BatchReply: ...
+
+    async def deflate(self, gpfns: Gpfns, generation: int, *, on_oom: bool) -> BatchReply: ...
+
+    async def report_stats(self, stats: MemoryStats, sampled_at_s: float) -> float:
+        """Sends statistics; returns the interval the host wants until the next, in ticks."""
+        ...
+
+    def watch_target(self) -> AsyncIterator[Target]:
+        """The current target, then every change, until the stream breaks."""
+        ...
+
+
+class VcpuChannel(Protocol):
+    """Where the guest's memory accesses go."""
+
+    async def access(self, gpfns: Gpfns) -> AccessReply: ...
+
+
+def stats_message(stats: MemoryStats, sampled_at_s: float) -> types_pb2.GuestStats:
+    """The GuestStats message for `stats`; hugetlb counters stay unset (unknown)."""
+    return types_pb2.GuestStats(
+        swap_in_pages=stats.swap_in_pages,
+        swap_out_pages=stats.swap_out_pages,
+        major_faults_total=stats.major_faults_total,
+        minor_faults_total=stats.minor_faults_total,
+        free_bytes=stats.free_bytes,
+        total_bytes=stats.total_bytes,
+        available_bytes=stats.available_bytes,
+        caches_bytes=stats.caches_bytes,
+        oom_kills_total=stats.oom_kills_total,
+        alloc_stalls_total=stats.alloc_stalls_total,
+        async_scans_pages=stats.async_scans_pages,
+        direct_scans_pages=stats.direct_scans_pages,
+        async_reclaims_pages=stats.async_reclaims_pages,
+        direct_reclaims_pages=stats.direct_reclaims_pages,
+        working_set_bytes=stats.working_set_bytes,
+        sampled_at_s=sampled_at_s,
+    )
+
+
+_TRANSIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+
+
+def _translate(exc: grpc.aio.AioRpcError) -> TransportError:
+    code = exc.code()
+    if code in _TRANSIENT_CODES:
+        return HostUnreachable(f"{code.name}: {exc.details()}")
+    return HostRefused(code.name, exc.details() or "")
+
+
+def _target(message: types_pb2.BalloonTarget) -> Target:
+    return Target(target_pages=message.target_pages, generation=message.generation)
+
+
+def _batch_reply(reply: hypercall_pb2.BalloonReply) -> BatchReply:
+    return BatchReply(
+        accepted_pages=reply.accepted_pages,
+        duplicate_pages=reply.duplicate_pages,
+        actual_pages=reply.actual_pages,
+        reclaimed_frames=reply.reclaimed_frames,
+    )
+
+
+class GrpcTransport:
+    """HostTransport and VcpuChannel over one gRPC channel to the hypervisor."""
+
+    def __init__(self, address: str, token: str) -> None:
+        self._channel = grpc.aio.insecure_channel(address)
+        self._hypercall = hypercall_pb2_grpc.HypercallStub(self._channel)
+        self._vcpu = vcpu_pb2_grpc.VcpuStub(self._channel)
+        self._metadata = call_metadata(token)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def attach(self, offered: Feature) -> AttachInfo:
+        request = hypercall_pb2.AttachRequest(
+            offered_features=int(offered), driver_version=DRIVER_VERSION
+        )
+        try:
+            reply = await self._hypercall.Attach(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return AttachInfo(
+            vm_id=reply.vm_id,
+            accepted_features=Feature(reply.accepted_features & int(offered)),
+            guest_pages=reply.guest_pages,
+            page_size_bytes=reply.page_size_bytes,
+            max_batch_pfns=reply.max_batch_pfns,
+            target=_target(reply.target),
+            actual_pages=reply.actual_pages,
+            ballooned_gpfns=unpack(reply.ballooned_pfns_le32, field="ballooned_pfns_le32"),
+        )
+
+    async def inflate(self, gpfns: Gpfns, generation: int) -> BatchReply:
+        request = hypercall_pb2.BalloonPages(pfns_le32=pack(gpfns), generation=generation)
+        try:
+            reply = await self._hypercall.Inflate(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return _batch_reply(reply)
+
+    async def deflate(self, gpfns: Gpfns, generation: int, *, on_oom: bool) -> BatchReply:
+        request = hypercall_pb2.BalloonPages(
+            pfns_le32=pack(gpfns), generation=generation, on_oom=on_oom
+        )
+        try:
+            reply = await self._hypercall.Deflate(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return _batch_reply(reply)
+
+    async def report_stats(self, stats: MemoryStats, sampled_at_s: float) -> float:
+        try:
+            reply = await self._hypercall.ReportStats(
+                stats_message(stats, sampled_at_s), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return float(reply.interval_s)
+
+    async def watch_target(self) -> AsyncIterator[Target]:
+        call = self._hypercall.WatchTarget(
+            hypercall_pb2.WatchTargetRequest(), metadata=self._metadata
+        )
+        try:
+            async for message in call:
+                yield _target(message)
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        finally:
+            call.cancel()
+        raise HostUnreachable("WatchTarget: stream ended")
+
+    async def access(self, gpfns: Gpfns) -> AccessReply:
+        request = vcpu_pb2.AccessRequest(gpfns_le32=pack(np.asarray(gpfns)))
+        try:
+            reply = await self._vcpu.Access(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return AccessReply(
+            faulted_pages=reply.faulted_pages,
+            swapped_in_pages=reply.swapped_in_pages,
+            remote_pages=reply.remote_pages,
+            stall_s=reply.stall_s,
+            failed_pages=reply.failed_pages,
+        )

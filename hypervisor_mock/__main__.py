@@ -1,0 +1,104 @@
+"""Runs the mock hypervisor: `python -m hypervisor_mock --config FILE.json --ready-file FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from balloon_common import logs
+from balloon_common.auth import Authenticator
+from balloon_common.clock import LabClock
+from balloon_common.config import ConfigError, load_json
+from balloon_common.serving import (
+    ListenAddressError,
+    run_until_signalled,
+    split_address,
+    start_grpc_server,
+    start_metrics_server,
+    stop_grpc_server,
+    write_ready_file,
+)
+from hypervisor_mock.config import ServiceConfig, parse_config
+from hypervisor_mock.errors import SeedError
+from hypervisor_mock.host import Host
+from hypervisor_mock.service import OPERATOR, HypervisorShell, add_servicers
+
+log = structlog.get_logger(__name__)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m hypervisor_mock",
+        description="The balloonlab mock hypervisor: host memory, Hypercall, Vcpu and Host APIs.",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="config JSON file")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:0", help="gRPC HOST:PORT (default 127.0.0.1:0)"
+    )
+    parser.add_argument(
+        "--metrics-listen", default="127.0.0.1:0", help="/metrics HOST:PORT (default 127.0.0.1:0)"
+    )
+    parser.add_argument(
+        "--ready-file", type=Path, required=True, help="written with the bound addresses"
+    )
+    return parser.parse_args(argv)
+
+
+async def serve(
+    config: ServiceConfig, host: Host, args: argparse.Namespace, stop: asyncio.Event
+) -> None:
+    """Serves until `stop` is set, then stops the servers in order."""
+    registry = CollectorRegistry(auto_describe=True)
+    tokens = {**config.vm_tokens, OPERATOR: config.operator_token}
+    shell = HypervisorShell(
+        host, Authenticator(tokens), LabClock(config.clock), registry, config.stats_interval_s
+    )
+    server, grpc_address, health = await start_grpc_server(
+        args.listen, lambda s: add_servicers(s, shell)
+    )
+    try:
+        metrics, metrics_address = await start_metrics_server(registry, args.metrics_listen)
+        try:
+            write_ready_file(args.ready_file, grpc=grpc_address, metrics=metrics_address)
+            log.info(
+                "hypervisor_serving",
+                grpc=grpc_address,
+                metrics=metrics_address,
+                vms=len(config.host.vms),
+                total_pages=host.total_pages,
+            )
+            await stop.wait()
+            log.info("hypervisor_stopping")
+        finally:
+            metrics.close()
+            await metrics.wait_closed()
+    finally:
+        await shell.close()
+        await stop_grpc_server(server, health)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        split_address(args.listen)
+        split_address(args.metrics_listen)
+        config = parse_config(load_json(args.config))
+        host = Host(config.host)
+    except (ConfigError, ListenAddressError, SeedError) as exc:
+        print(f"hypervisor_mock: config error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure("hypervisor_mock")
+
+    async def run(stop: asyncio.Event) -> None:
+        await serve(config, host, args, stop)
+
+    return run_until_signalled(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The hypervisor's JSON config, validated into frozen dataclasses.
+
+Unknown keys are refused, naming them; so are values the core could not use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from balloon_common.clock import ClockConfig
+from balloon_common.config import ConfigError, check_keys
+from hypervisor_mock.buddy import NUM_ORDERS
+
+MAX_VMS = 32000
+"""The frame table stores the owning VM's index in an int16."""
+MAX_FRAMES = 2**31 - 1
+"""Host frames and guest pages are stored as int32."""
+LOCAL_DISTANCE = 10
+REMOTE_DISTANCE = 20
+"""Default NUMA distances, as the kernel reports them without an SLIT table."""
+
+
+@dataclass(frozen=True)
+class BuddyinfoSeed:
+    """Free lists captured from a real host, to seed one node."""
+
+    counts: tuple[int, ...]
+    """Free block count per order 0..10."""
+    mode: Literal["exact", "fit"]
+    """exact: those blocks as they are; fit: scaled to `free_fraction` of the node."""
+    free_fraction: float
+    """fit only: the share of the node's frames to leave free (0..1)."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node: int
+    """NUMA node index; nodes are numbered 0.. in order."""
+    total_pages: int
+    """Host frames of the node."""
+    buddyinfo: BuddyinfoSeed | None
+    """Captured free lists to start from, or None for an empty node."""
+    reserved_fraction: float
+    """Without buddyinfo: share of the node the host keeps, at the node's start."""
+
+
+@dataclass(frozen=True)
+class SwapConfig:
+    capacity_pages: int
+    """Pages the host swap device holds."""
+    bandwidth_bytes_per_s: float
+    """Transfer rate of the device, bytes per tick."""
+    latency_s: float
+    """Time to the first byte of a read, ticks."""
+
+
+@dataclass(frozen=True)
+class VmConfig:
+    vm_id: str
+    """The VM's name, unique on the host."""
+    guest_pages: int
+    """Configured guest memory, pages."""
+    home_node: int
+    """NUMA node its frames come from first."""
+    balloon_capable: bool
+    """Whether the scenario gave the VM a balloon device."""
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    nodes: tuple[NodeConfig, ...]
+    distances: tuple[tuple[int, ...], ...]
+    """NUMA distance matrix, nodes x nodes."""
+    swap: SwapConfig
+    vms: tuple[VmConfig, ...]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: HostConfig
+    vm_tokens: dict[str, str]
+    """vm_id to the VM's credential."""
+    operator_token: str
+    stats_interval_s: float
+    """Ticks between two stats buffers asked of each guest."""
+    clock: ClockConfig
+
+
+def _int(raw: Any, where: str, minimum: int = 0, maximum: int = MAX_FRAMES) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not minimum <= raw <= maximum:
+        raise ConfigError(f"{where}: expected an integer in [{minimum}, {maximum}], got {raw!r}")
+    return raw
+
+
+def _float(raw: Any, where: str, minimum: float = 0.0, maximum: float = math.inf) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ConfigError(f"{where}: expected a number, got {raw!r}")
+    value = float(raw)
+    if not math.isfinite(value) or not minimum <= value <= maximum:
+        raise ConfigError(f"{where}: expected a number in [{minimum}, {maximum}], got {raw!r}")
+    return value
+
+
+def _object(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected an object")
+    return raw
+
+
+def _list(raw: Any, where: str) -> list[Any]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list")
+    return raw
+
+
+def _string(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise ConfigError(f"{where}: expected a non-empty string")
+    return raw
+
+
+def _seed(raw: Any, where: str) -> BuddyinfoSeed | None:
+    if raw is None:
+        return None
+    raw = _object(raw, where)
+    check_keys(raw, where, {"counts", "mode"}, {"free_fraction"})
+    counts = _list(raw["counts"], f"{where}.counts")
+    if len(counts) != NUM_ORDERS:
+        raise ConfigError(f"{where}.counts: expected {NUM_ORDERS} integers, got {len(counts)}")
+    mode = raw["mode"]
+    if mode not in ("exact", "fit"):
+        raise ConfigError(f"{where}.mode: expected 'exact' or 'fit', got {mode!r}")
+    if mode == "fit" and "free_fraction" not in raw:
+        raise ConfigError(f"{where}: missing key 'free_fraction' (needed by mode 'fit')")
+    return BuddyinfoSeed(
+        counts=tuple(
+            _int(c, f"{where}.counts[{i}]", maximum=MAX_FRAMES) for i, c in enumerate(counts)
+        ),
+        mode=mode,
+        free_fraction=_float(raw.get("free_fraction", 1.0), f"{where}.free_fraction", 0.0, 1.0),
+    )
+
+
+def parse_host(raw: dict[str, Any]) -> HostConfig:
+    """The host part of the config (nodes, distances, swap, vms)."""
+    nodes: list[NodeConfig] = []
+    for i, item in enumerate(_list(raw["nodes"], "nodes")):
+        where = f"nodes[{i}]"
+        item = _object(item, where)
+        check_keys(item, where, {"node", "total_pages"}, {"buddyinfo", "reserved_fraction"})
+        if item["node"] != i:
+            raise ConfigError(
+                f"{where}.node: nodes must be numbered 0.. in order, got {item['node']!r}"
+            )
+        nodes.append(
+            NodeConfig(
+                node=i,
+                total_pages=_int(item["total_pages"], f"{where}.total_pages", 1),
+                buddyinfo=_seed(item.get("buddyinfo"), f"{where}.buddyinfo"),
+                reserved_fraction=_float(
+                    item.get("reserved_fraction", 0.0), f"{where}.reserved_fraction", 0.0, 1.0
+                ),
+            )
+        )
+    if not nodes:
+        raise ConfigError("nodes: at least one node is needed")
+    if sum(n.total_pages for n in nodes) > MAX_FRAMES:
+        raise ConfigError(f"nodes: more than {MAX_FRAMES} frames in total")
+    count = len(nodes)
+    if "distances" in raw and raw["distances"] is not None:
+        rows = _list(raw["distances"], "distances")
+        if len(rows) != count or any(not isinstance(r, list) or len(r) != count for r in rows):
+            raise ConfigError(f"distances: expected a {count}x{count} matrix")
+        distances = tuple(
+            tuple(_int(d, f"distances[{a}][{b}]", 1, 255) for b, d in enumerate(row))
+            for a, row in enumerate(rows)
+        )
+    else:
+        distances = tuple(
+            tuple(LOCAL_DISTANCE if a == b else REMOTE_DISTANCE for b in range(count))
+            for a in range(count)
+        )
+    swap_raw = _object(raw["swap"], "swap")
+    check_keys(swap_raw, "swap", {"capacity_pages", "bandwidth_bytes_per_s"}, {"latency_s"})
+    swap = SwapConfig(
+        capacity_pages=_int(swap_raw["capacity_pages"], "swap.capacity_pages"),
+        bandwidth_bytes_per_s=_float(
+            swap_raw["bandwidth_bytes_per_s"], "swap.bandwidth_bytes_per_s", 1.0
+        ),
+        latency_s=_float(swap_raw.get("latency_s", 0.0), "swap.latency_s"),
+    )
+    vms: list[VmConfig] = []
+    for i, item in enumerate(_list(raw["vms"], "vms")):
+        where = f"vms[{i}]"
+        item = _object(item, where)
+        check_keys(item, where, {"vm_id", "guest_pages", "home_node"}, {"balloon_capable", "token"})
+        vm_id = _string(item["vm_id"], f"{where}.vm_id")
+        if any(vm.vm_id == vm_id for vm in vms):
+            raise ConfigError(f"{where}.vm_id: duplicate vm_id {vm_id!r}")
+        capable = item.get("balloon_capable", True)
+        if not isinstance(capable, bool):
+            raise ConfigError(f"{where}.balloon_capable: expected true or false")
+        vms.append(
+            VmConfig(
+                vm_id=vm_id,
+                guest_pages=_int(item["guest_pages"], f"{where}.guest_pages", 1),
+                home_node=_int(item["home_node"], f"{where}.home_node", 0, count - 1),
+                balloon_capable=capable,
+            )
+        )
+    if len(vms) > MAX_VMS:
+        raise ConfigError(f"vms: at most {MAX_VMS} VMs")
+    return HostConfig(tuple(nodes), distances, swap, tuple(vms))
+
+
+def parse_config(raw: dict[str, Any]) -> ServiceConfig:
+    """The whole config file; raises ConfigError naming the first bad key."""
+    check_keys(
+        raw,
+        "config",
+        {"nodes", "swap", "vms", "operator_token", "clock"},
+        {"distances", "stats_interval_s"},
+    )
+    host = parse_host(raw)
+    tokens: dict[str, str] = {}
+    for i, item in enumerate(raw["vms"]):
+        if "token" not in item:
+            raise ConfigError(f"vms[{i}]: missing key 'token'")
+        tokens[item["vm_id"]] = _string(item["token"], f"vms[{i}].token")
+    operator_token = _string(raw["operator_token"], "operator_token")
+    all_tokens = [*tokens.values(), operator_token]
+    if len(set(all_tokens)) != len(all_tokens):
+        raise ConfigError("vms[].token: every VM and the operator need distinct tokens")
+    try:
+        clock = ClockConfig.from_dict(_object(raw["clock"], "clock"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"clock: {exc}") from exc
+    return ServiceConfig(
+        host=host,
+        vm_tokens=tokens,
+        operator_token=operator_token,
+        stats_interval_s=_float(raw.get("stats_interval_s", 2.0), "stats_interval_s", 0.001),
+        clock=clock,
+    )

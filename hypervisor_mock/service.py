@@ -1,0 +1,632 @@
+"""The gRPC shell around the host core: Hypercall, Vcpu and Host, plus metrics.
+
+Guests authenticate with their VM's token and only ever act on that VM (the
+vm_id comes from the token); the operator token opens the Host API alone.
+Every refusal gets a status naming the field, one log line and a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import NoReturn
+
+import grpc
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from balloon.v1 import (
+    host_pb2,
+    host_pb2_grpc,
+    hypercall_pb2,
+    hypercall_pb2_grpc,
+    types_pb2,
+    vcpu_pb2,
+    vcpu_pb2_grpc,
+)
+from balloon_common.auth import Authenticator
+from balloon_common.clock import Clock
+from balloon_common.pfns import MAX_BATCH_PFNS, PAGE_SIZE_BYTES, PfnListError, pack, unpack
+from hypervisor_mock import errors
+from hypervisor_mock.host import (
+    MAX_ACCESS_BATCH_PFNS,
+    BalloonTarget,
+    GuestStatsSample,
+    Host,
+    VmSnapshot,
+)
+
+log = structlog.get_logger(__name__)
+
+OPERATOR = "operator"
+"""Principal of the operator token."""
+
+STATUS_OF: dict[type[errors.HostError], grpc.StatusCode] = {
+    errors.UnknownVm: grpc.StatusCode.NOT_FOUND,
+    errors.NoBalloonDevice: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.NotAttached: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.InvalidTarget: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.StaleGeneration: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.FutureGeneration: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidPfn: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.BatchTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.NotBallooned: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.OomDeflateNotNegotiated: grpc.StatusCode.FAILED_PRECONDITION,
+}
+"""gRPC status of each core refusal."""
+
+
+def target_message(target: BalloonTarget) -> types_pb2.BalloonTarget:
+    return types_pb2.BalloonTarget(target_pages=target.target_pages, generation=target.generation)
+
+
+def stats_message(stats: GuestStatsSample | None) -> types_pb2.GuestStats:
+    """The known fields only; unknown ones stay unset."""
+    return types_pb2.GuestStats(**(stats.known() if stats is not None else {}))
+
+
+def stats_sample(message: types_pb2.GuestStats) -> GuestStatsSample:
+    values: dict[str, int | float] = {}
+    for name in GuestStatsSample.__dataclass_fields__:
+        if message.HasField(name):
+            values[name] = getattr(message, name)
+    return GuestStatsSample.from_reported(values)
+
+
+def vm_message(vm: VmSnapshot) -> host_pb2.VmState:
+    return host_pb2.VmState(
+        vm_id=vm.vm_id,
+        home_node=vm.home_node,
+        guest_pages=vm.guest_pages,
+        target=target_message(vm.target),
+        balloon_actual_pages=vm.balloon_actual_pages,
+        resident_pages=vm.resident_pages,
+        host_swapped_pages=vm.host_swapped_pages,
+        remote_pages=vm.remote_pages,
+        driver_attached=vm.driver_attached,
+        accepted_features=vm.accepted_features,
+        stats=stats_message(vm.stats),
+        stats_age_s=vm.stats_age_s,
+        reclaimed_frames_total=vm.reclaimed_frames_total,
+        stall_s_total=vm.stall_s_total,
+        pswpin_total=vm.pswpin_total,
+        pswpout_total=vm.pswpout_total,
+        balloon_capable=vm.balloon_capable,
+        acted_generation=vm.acted_generation,
+        oom_deflated_pages_total=vm.oom_deflated_pages_total,
+        failed_access_pages_total=vm.failed_accesses_total,
+    )
+
+
+class HypervisorShell:
+    """State the three servicers share: the core, credentials, clock, counters."""
+
+    def __init__(
+        self,
+        host: Host,
+        authenticator: Authenticator,
+        clock: Clock,
+        registry: CollectorRegistry,
+        stats_interval_s: float = 2.0,
+    ) -> None:
+        self.host = host
+        self.clock = clock
+        self.stats_interval_s = stats_interval_s
+        self._auth = authenticator
+        self._changed: dict[str, asyncio.Condition] = {}
+        self._closing = False
+        self.refused_total = 0
+        self._refused = Counter(
+            "balloonlab_hypervisor_refused_requests",
+            "Requests refused, by API and reason",
+            ["api", "reason"],
+            registry=registry,
+        )
+        self._calls = Counter(
+            "balloonlab_hypervisor_calls",
+            "Requests served, by API and method",
+            ["api", "method"],
+            registry=registry,
+        )
+        registry.register(HostCollector(host, clock))
+
+    # ----- credentials and refusals
+
+    async def refuse(
+        self,
+        context: grpc.aio.ServicerContext,
+        api: str,
+        code: grpc.StatusCode,
+        reason: str,
+        message: str,
+    ) -> NoReturn:
+        """Counts and logs a refused request, then aborts it with `code`."""
+        self.refused_total += 1
+        self._refused.labels(api=api, reason=reason).inc()
+        log.warning("request_refused", api=api, reason=reason, code=code.name, detail=message)
+        await context.abort(code, message)
+        raise AssertionError("unreachable")  # abort raises
+
+    async def refuse_error(
+        self, context: grpc.aio.ServicerContext, api: str, error: errors.HostError
+    ) -> NoReturn:
+        await self.refuse(context, api, STATUS_OF[type(error)], error.reason, str(error))
+
+    async def principal(self, context: grpc.aio.ServicerContext, api: str) -> str:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        principal = self._auth.lookup(metadata)
+        if principal is None:
+            await self.refuse(
+                context,
+                api,
+                grpc.StatusCode.UNAUTHENTICATED,
+                "unauthenticated",
+                "authorization: missing or unknown bearer token",
+            )
+        return principal
+
+    async def vm_principal(self, context: grpc.aio.ServicerContext, api: str) -> str:
+        """The calling VM; the operator is refused on guest APIs."""
+        principal = await self.principal(context, api)
+        if principal == OPERATOR:
+            await self.refuse(
+                context,
+                api,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "operator_on_guest_api",
+                "authorization: the operator token cannot act as a VM",
+            )
+        return principal
+
+    async def operator(self, context: grpc.aio.ServicerContext, api: str) -> None:
+        if await self.principal(context, api) != OPERATOR:
+            await self.refuse(
+                context,
+                api,
+                grpc.StatusCode.PERMISSION_DENIED,
+                "vm_on_operator_api",
+                "authorization: the Host API needs the operator token",
+            )
+
+    def counted(self, api: str, method: str) -> None:
+        self._calls.labels(api=api, method=method).inc()
+
+    async def pfns(
+        self, context: grpc.aio.ServicerContext, api: str, raw: bytes, field: str, limit: int
+    ) -> list[int]:
+        """Decodes a PFN list, refusing a bad length or an oversized batch before decoding."""
+        if len(raw) // 4 > limit:
+            await self.refuse(
+                context,
+                api,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                errors.BatchTooLarge.reason,
+                f"{field}: {len(raw) // 4} frame numbers; at most {limit} per call",
+            )
+        try:
+            return unpack(raw, field=field).tolist()  # type: ignore[no-any-return]
+        except PfnListError as exc:
+            await self.refuse(
+                context, api, grpc.StatusCode.INVALID_ARGUMENT, "bad_pfn_list", str(exc)
+            )
+
+    # ----- target changes
+
+    def _condition(self, vm_id: str) -> asyncio.Condition:
+        if vm_id not in self._changed:
+            self._changed[vm_id] = asyncio.Condition()
+        return self._changed[vm_id]
+
+    async def target_changed(self, vm_id: str) -> None:
+        condition = self._condition(vm_id)
+        async with condition:
+            condition.notify_all()
+
+    async def watch(self, vm_id: str) -> AsyncIterator[BalloonTarget]:
+        """The current target, then each change, until close()."""
+        condition = self._condition(vm_id)
+        last: BalloonTarget | None = None
+        while not self._closing:
+            current = self.host.target(vm_id)
+            if current != last:
+                last = current
+                yield current
+            seen = current
+
+            def moved(seen: BalloonTarget = seen) -> bool:
+                return self._closing or self.host.target(vm_id) != seen
+
+            async with condition:
+                await condition.wait_for(moved)
+
+    async def close(self) -> None:
+        """Ends every WatchTarget stream, so the server can stop within its grace."""
+        self._closing = True
+        for vm_id in list(self._changed):
+            await self.target_changed(vm_id)
+
+
+class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[misc]
+    API = "hypercall"
+
+    def __init__(self, shell: HypervisorShell) -> None:
+        self._shell = shell
+
+    async def Attach(
+        self, request: hypercall_pb2.AttachRequest, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.AttachReply:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        try:
+            result = shell.host.attach(vm_id, request.offered_features)
+        except errors.HostError as exc:
+            await shell.refuse_error(context, self.API, exc)
+        shell.counted(self.API, "Attach")
+        log.info(
+            "driver_attached",
+            vm=vm_id,
+            driver_version=request.driver_version,
+            offered_features=request.offered_features,
+            accepted_features=result.accepted_features,
+            actual_pages=result.actual_pages,
+        )
+        return hypercall_pb2.AttachReply(
+            vm_id=vm_id,
+            accepted_features=result.accepted_features,
+            guest_pages=result.guest_pages,
+            page_size_bytes=PAGE_SIZE_BYTES,
+            max_batch_pfns=MAX_BATCH_PFNS,
+            target=target_message(result.target),
+            actual_pages=result.actual_pages,
+            ballooned_pfns_le32=pack(result.ballooned_gpfns),
+        )
+
+    async def Inflate(
+        self, request: hypercall_pb2.BalloonPages, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.BalloonReply:
+        return await self._balloon(request, context, inflate=True)
+
+    async def Deflate(
+        self, request: hypercall_pb2.BalloonPages, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.BalloonReply:
+        return await self._balloon(request, context, inflate=False)
+
+    async def _balloon(
+        self,
+        request: hypercall_pb2.BalloonPages,
+        context: grpc.aio.ServicerContext,
+        inflate: bool,
+    ) -> hypercall_pb2.BalloonReply:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        gpfns = await shell.pfns(context, self.API, request.pfns_le32, "pfns_le32", MAX_BATCH_PFNS)
+        try:
+            if inflate:
+                result = shell.host.inflate(vm_id, gpfns, request.generation)
+            else:
+                result = shell.host.deflate(vm_id, gpfns, request.generation, request.on_oom)
+        except errors.HostError as exc:
+            await shell.refuse_error(context, self.API, exc)
+        shell.counted(self.API, "Inflate" if inflate else "Deflate")
+        log.info(
+            "balloon_inflated" if inflate else "balloon_deflated",
+            vm=vm_id,
+            generation=request.generation,
+            on_oom=request.on_oom,
+            accepted_pages=result.accepted_pages,
+            duplicate_pages=result.duplicate_pages,
+            actual_pages=result.actual_pages,
+            reclaimed_frames=result.reclaimed_frames,
+        )
+        return hypercall_pb2.BalloonReply(
+            accepted_pages=result.accepted_pages,
+            duplicate_pages=result.duplicate_pages,
+            actual_pages=result.actual_pages,
+            reclaimed_frames=result.reclaimed_frames,
+        )
+
+    async def ReportStats(
+        self, request: types_pb2.GuestStats, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.ReportStatsReply:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        shell.host.store_stats(vm_id, stats_sample(request), shell.clock.now_s())
+        shell.counted(self.API, "ReportStats")
+        return hypercall_pb2.ReportStatsReply(interval_s=shell.stats_interval_s)
+
+    async def WatchTarget(
+        self, request: hypercall_pb2.WatchTargetRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[types_pb2.BalloonTarget]:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        if not shell.host.vm_snapshot(vm_id, 0.0).balloon_capable:
+            await shell.refuse_error(
+                context,
+                self.API,
+                errors.NoBalloonDevice("vm_id", f"VM {vm_id!r} was given no balloon device"),
+            )
+        shell.counted(self.API, "WatchTarget")
+        async for target in shell.watch(vm_id):
+            yield target_message(target)
+
+
+class VcpuServicer(vcpu_pb2_grpc.VcpuServicer):  # type: ignore[misc]
+    API = "vcpu"
+
+    def __init__(self, shell: HypervisorShell) -> None:
+        self._shell = shell
+
+    async def Access(
+        self, request: vcpu_pb2.AccessRequest, context: grpc.aio.ServicerContext
+    ) -> vcpu_pb2.AccessReply:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        gpfns = await shell.pfns(
+            context, self.API, request.gpfns_le32, "gpfns_le32", MAX_ACCESS_BATCH_PFNS
+        )
+        try:
+            result = shell.host.touch(vm_id, gpfns)
+        except errors.HostError as exc:
+            await shell.refuse_error(context, self.API, exc)
+        shell.counted(self.API, "Access")
+        if result.swap_full_began:
+            swap = shell.host.snapshot().swap
+            log.error(
+                "host_swap_full",
+                vm=vm_id,
+                failed_pages=result.failed_pages,
+                capacity_pages=swap.capacity_pages,
+                used_pages=swap.used_pages,
+            )
+        return vcpu_pb2.AccessReply(
+            faulted_pages=result.faulted_pages,
+            swapped_in_pages=result.swapped_in_pages,
+            remote_pages=result.remote_pages,
+            stall_s=result.stall_s,
+            failed_pages=result.failed_pages,
+        )
+
+
+class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
+    API = "host"
+
+    def __init__(self, shell: HypervisorShell) -> None:
+        self._shell = shell
+
+    async def GetHost(
+        self, request: host_pb2.GetHostRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.HostState:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        shell.counted(self.API, "GetHost")
+        snap = shell.host.snapshot()
+        return host_pb2.HostState(
+            page_size_bytes=PAGE_SIZE_BYTES,
+            total_pages=snap.total_pages,
+            free_pages=snap.free_pages,
+            mapped_pages=snap.mapped_pages,
+            reserved_pages=snap.reserved_pages,
+            nodes=[
+                host_pb2.NodeState(
+                    node=n.node,
+                    total_pages=n.total_pages,
+                    free_pages=n.free_pages,
+                    mapped_pages=n.mapped_pages,
+                    reserved_pages=n.reserved_pages,
+                    numa_hit_total=n.numa_hit_total,
+                    numa_miss_total=n.numa_miss_total,
+                    numa_foreign_total=n.numa_foreign_total,
+                )
+                for n in snap.nodes
+            ],
+            swap=host_pb2.SwapState(
+                capacity_pages=snap.swap.capacity_pages,
+                used_pages=snap.swap.used_pages,
+                pswpin_total=snap.swap.pswpin_total,
+                pswpout_total=snap.swap.pswpout_total,
+                bandwidth_bytes_per_s=snap.swap.bandwidth_bytes_per_s,
+                failed_total=snap.swap.failed_total,
+                latency_s=snap.swap.latency_s,
+            ),
+            now_s=shell.clock.now_s(),
+            node_distances=[d for row in snap.distances for d in row],
+            refused_requests_total=shell.refused_total,
+        )
+
+    async def ListVms(
+        self, request: host_pb2.ListVmsRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.ListVmsReply:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        shell.counted(self.API, "ListVms")
+        vms = shell.host.vm_snapshots(shell.clock.now_s())
+        return host_pb2.ListVmsReply(vms=[vm_message(vm) for vm in vms])
+
+    async def SetBalloonTarget(
+        self, request: host_pb2.SetBalloonTargetRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.SetBalloonTargetReply:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        try:
+            target = shell.host.set_target(request.vm_id, request.target_pages, request.generation)
+        except errors.HostError as exc:
+            await shell.refuse_error(context, self.API, exc)
+        shell.counted(self.API, "SetBalloonTarget")
+        log.info(
+            "balloon_target_set",
+            vm=request.vm_id,
+            target_pages=target.target_pages,
+            generation=target.generation,
+        )
+        await shell.target_changed(request.vm_id)
+        return host_pb2.SetBalloonTargetReply(target=target_message(target))
+
+    async def GetBuddyInfo(
+        self, request: host_pb2.GetBuddyInfoRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.BuddyInfo:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        shell.counted(self.API, "GetBuddyInfo")
+        zones = shell.host.buddyinfo()
+        return host_pb2.BuddyInfo(
+            zones=[
+                host_pb2.BuddyZone(node=z.node, zone=z.zone, free_blocks=list(z.free_blocks))
+                for z in zones
+            ],
+            text=shell.host.buddyinfo_text(),
+        )
+
+
+def add_servicers(server: grpc.aio.Server, shell: HypervisorShell) -> list[str]:
+    """Adds Hypercall, Vcpu and Host to `server`; returns their full service names."""
+    hypercall_pb2_grpc.add_HypercallServicer_to_server(HypercallServicer(shell), server)
+    vcpu_pb2_grpc.add_VcpuServicer_to_server(VcpuServicer(shell), server)
+    host_pb2_grpc.add_HostServicer_to_server(HostServicer(shell), server)
+    return [
+        hypercall_pb2.DESCRIPTOR.services_by_name["Hypercall"].full_name,
+        vcpu_pb2.DESCRIPTOR.services_by_name["Vcpu"].full_name,
+        host_pb2.DESCRIPTOR.services_by_name["Host"].full_name,
+    ]
+
+
+class HostCollector(Collector):
+    """Reads the core at scrape time; nothing is updated per event."""
+
+    def __init__(self, host: Host, clock: Clock) -> None:
+        self._host = host
+        self._clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._host.snapshot()
+        by_node: list[tuple[str, str, str]] = [
+            ("total", "total_pages", "Host frames of the node"),
+            ("free", "free_pages", "Frames on the node's buddy free lists"),
+            ("mapped", "mapped_pages", "Frames backing guest pages"),
+            ("reserved", "reserved_pages", "Frames the host keeps for itself"),
+        ]
+        for name, attr, doc in by_node:
+            gauge = GaugeMetricFamily(f"balloonlab_host_memory_{name}_bytes", doc, labels=["node"])
+            for node in snap.nodes:
+                gauge.add_metric([str(node.node)], getattr(node, attr) * PAGE_SIZE_BYTES)
+            yield gauge
+        for name, attr, doc in [
+            ("hit", "numa_hit_total", "Guest frames allocated on the VM's home node"),
+            ("miss", "numa_miss_total", "Guest frames this node gave VMs homed elsewhere"),
+            ("foreign", "numa_foreign_total", "Guest frames meant for this node served elsewhere"),
+        ]:
+            counter = CounterMetricFamily(
+                f"balloonlab_host_numa_{name}_pages", doc, labels=["node"]
+            )
+            for node in snap.nodes:
+                counter.add_metric([str(node.node)], getattr(node, attr))
+            yield counter
+        blocks = GaugeMetricFamily(
+            "balloonlab_host_buddy_free_blocks",
+            "Free buddy blocks by order",
+            labels=["node", "order"],
+        )
+        for node in snap.nodes:
+            for order, count in enumerate(node.free_blocks):
+                blocks.add_metric([str(node.node), str(order)], count)
+        yield blocks
+        swap = snap.swap
+        yield GaugeMetricFamily(
+            "balloonlab_host_swap_capacity_bytes",
+            "Size of host swap",
+            value=swap.capacity_pages * PAGE_SIZE_BYTES,
+        )
+        yield GaugeMetricFamily(
+            "balloonlab_host_swap_used_bytes",
+            "Host swap holding guest pages",
+            value=swap.used_pages * PAGE_SIZE_BYTES,
+        )
+        yield CounterMetricFamily(
+            "balloonlab_host_swap_in_pages", "Pages read from host swap", value=swap.pswpin_total
+        )
+        yield CounterMetricFamily(
+            "balloonlab_host_swap_out_pages",
+            "Pages written to host swap",
+            value=swap.pswpout_total,
+        )
+        yield CounterMetricFamily(
+            "balloonlab_host_swap_failed_pages",
+            "Swap-outs refused because swap was full",
+            value=swap.failed_total,
+        )
+        yield from self._vm_metrics(self._host.vm_snapshots(self._clock.now_s()))
+
+    @staticmethod
+    def _vm_metrics(vms: Iterable[VmSnapshot]) -> Iterator[Metric]:
+        vms = list(vms)
+        gauges: list[tuple[str, str, Callable[[VmSnapshot], float]]] = [
+            ("guest", "Configured guest memory", lambda v: v.guest_pages * PAGE_SIZE_BYTES),
+            (
+                "resident",
+                "Guest memory backed by host frames",
+                lambda v: v.resident_pages * PAGE_SIZE_BYTES,
+            ),
+            (
+                "host_swapped",
+                "Guest memory in host swap",
+                lambda v: v.host_swapped_pages * PAGE_SIZE_BYTES,
+            ),
+            (
+                "remote",
+                "Resident guest memory off the home node",
+                lambda v: v.remote_pages * PAGE_SIZE_BYTES,
+            ),
+            (
+                "balloon_target",
+                "Balloon size asked",
+                lambda v: v.target.target_pages * PAGE_SIZE_BYTES,
+            ),
+            (
+                "balloon_actual",
+                "Balloon size reached",
+                lambda v: v.balloon_actual_pages * PAGE_SIZE_BYTES,
+            ),
+        ]
+        for name, doc, value in gauges:
+            gauge = GaugeMetricFamily(f"balloonlab_vm_{name}_bytes", doc, labels=["vm"])
+            for vm in vms:
+                gauge.add_metric([vm.vm_id], value(vm))
+            yield gauge
+        generation = GaugeMetricFamily(
+            "balloonlab_vm_balloon_target_generation",
+            "Generation of the balloon target",
+            labels=["vm"],
+        )
+        age = GaugeMetricFamily(
+            "balloonlab_vm_stats_age_seconds",
+            "Ticks since the guest's stats arrived",
+            labels=["vm"],
+        )
+        for vm in vms:
+            generation.add_metric([vm.vm_id], vm.target.generation)
+            if vm.stats_age_s >= 0:
+                age.add_metric([vm.vm_id], vm.stats_age_s)
+        yield generation
+        yield age
+        counters: list[tuple[str, str, Callable[[VmSnapshot], float]]] = [
+            ("stall_seconds", "Ticks the VM waited on host swap", lambda v: v.stall_s_total),
+            ("swap_in_pages", "This VM's pages read from host swap", lambda v: v.pswpin_total),
+            ("swap_out_pages", "This VM's pages written to host swap", lambda v: v.pswpout_total),
+            (
+                "reclaimed_pages",
+                "Frames freed by this VM's inflates",
+                lambda v: v.reclaimed_frames_total,
+            ),
+            (
+                "failed_access_pages",
+                "Touches the host could not back",
+                lambda v: v.failed_accesses_total,
+            ),
+        ]
+        for name, doc, total in counters:
+            counter = CounterMetricFamily(f"balloonlab_vm_{name}", doc, labels=["vm"])
+            for vm in vms:
+                counter.add_metric([vm.vm_id], total(vm))
+            yield counter
