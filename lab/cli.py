@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -113,9 +114,17 @@ async def run_lab(
                             last_line = status.now_s
                             console.print(
                                 f"tick {status.now_s:6.0f}/{sc.duration_s:g}  host free {status.host.free_bytes / MIB:8,.0f} MiB"
-                                f"  R {status.overcommit_ratio:.3f}  decisions {status.decisions_total}"
+                                f"  R {_ratio(status.overcommit_ratio)}  decisions {status.decisions_total}"
                             )
-                    await asyncio.sleep(POLL_WALL_S)
+                    await asyncio.sleep(
+                        min(POLL_WALL_S, max(0.0, (sc.duration_s - lab.now_s()) / sc.speed))
+                    )
+                if failure is None:
+                    with contextlib.suppress(LabClientError):
+                        status = await client.status()
+                        host = await client.host()
+                        host_vms = await client.host_vms()
+                        timeline.add(status, host)
     except LabStartError as exc:
         failure = str(exc)
     except asyncio.CancelledError:
@@ -143,6 +152,11 @@ async def run_lab(
     return 0
 
 
+def _ratio(value: float) -> str:
+    """R for people: the agent reports +Inf while no capacity is known yet."""
+    return f"{value:.3f}" if math.isfinite(value) else "-"
+
+
 def _token(path: str) -> str:
     return Path(path).read_text(encoding="utf-8").strip()
 
@@ -151,7 +165,7 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
     host = summary.get("host")
     if isinstance(host, dict):
         console.print(
-            f"[bold]summary[/]: {summary.get('ticks')} ticks in {summary['wall_s']} s;"
+            f"[bold]summary[/]: {summary.get('ticks') or 0:.0f} ticks in {summary['wall_s']} s;"
             f" host free {host['free_mib']:,.0f} of {host['total_mib']:,.0f} MiB (lowest {host['min_free_mib'] or 0:,.0f});"
             f" host swap in/out {host['pswpin']}/{host['pswpout']} pages;"
             f" R {summary['overcommit_ratio'] or 0:.3f} (target {summary['target_ratio'] or 0:.2f});"
@@ -193,7 +207,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=150)
     try:
         sc = scenario_mod.load(args.scenario)
     except scenario_mod.ScenarioError as exc:

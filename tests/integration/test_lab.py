@@ -31,7 +31,7 @@ from balloon_common.pfns import pack
 from lab import scenario as scenario_mod
 from lab.client import OperatorClient
 from lab.launcher import Lab
-from tests.integration.labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape, write_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -183,6 +183,19 @@ async def test_host_never_swaps_while_floors_allow(client: OperatorClient) -> No
     assert host.swap.used_pages == 0
 
 
+SNAPSHOT_METRICS = (
+    "balloonlab_overcommit_ratio",
+    "balloonlab_host_memory_free_bytes",
+    "balloonlab_vm_balloon_target_bytes",
+    "balloonlab_vm_balloon_actual_bytes",
+)
+
+
+def snapshot_view(metrics: dict) -> dict:  # type: ignore[type-arg]
+    """The gauges that change only when the agent takes a new snapshot."""
+    return {k: v for k, v in metrics.items() if k[0] in SNAPSHOT_METRICS}
+
+
 async def test_metrics_agree_with_balloonctl_status_json(lab: Lab) -> None:
     """/metrics and `balloonctl status --json` report the same snapshot."""
     assert lab.endpoints is not None
@@ -198,7 +211,11 @@ async def test_metrics_agree_with_balloonctl_status_json(lab: Lab) -> None:
         )
         after = await asyncio.to_thread(scrape, lab.endpoints.agent_metrics)  # type: ignore[union-attr]
         assert out.returncode == 0, out.stderr
-        return (json.loads(out.stdout), after) if before == after else None
+        return (
+            (json.loads(out.stdout), after)
+            if snapshot_view(before) == snapshot_view(after)
+            else None
+        )
 
     status, metrics = await poll_until(consistent, "two identical scrapes around one status call")
 
@@ -272,7 +289,7 @@ async def test_balloonctl_refuses_bad_input_in_one_line(
     assert out.returncode != 0
     assert needle in out.stderr
     assert "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) <= 3
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 async def test_host_buddyinfo_is_proc_text(lab: Lab) -> None:
