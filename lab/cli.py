@@ -36,7 +36,7 @@ def status_table(status: agent_pb2.AgentStatus, duration_s: float) -> Table:
     )
     title = (
         f"tick {status.now_s:,.0f}/{duration_s:,.0f}   host free {h.free_bytes / MIB:,.0f} MiB"
-        f" ({nodes} MiB)   R {status.overcommit_ratio:.3f} (target {status.target_ratio:.2f})"
+        f" ({nodes} MiB)   R {_ratio(status.overcommit_ratio)} (target {status.target_ratio:.2f})"
         f"   host swap {h.host_swap_used_bytes / MIB:,.0f} MiB"
     )
     table = Table(title=title, title_justify="left")

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
+from labkit import poll_until, scrape, write_scenario
 
 from balloon.v1 import host_pb2, host_pb2_grpc, hypercall_pb2, hypercall_pb2_grpc
 from balloon_common.auth import call_metadata, read_token_file
@@ -31,7 +32,6 @@ from balloon_common.pfns import pack
 from lab import scenario as scenario_mod
 from lab.client import OperatorClient
 from lab.launcher import Lab
-from labkit import poll_until, scrape, write_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
