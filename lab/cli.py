@@ -130,12 +130,15 @@ async def run_lab(
     except asyncio.CancelledError:
         failure = "interrupted"
     finally:
+        ticks_run = lab.now_s() if lab.epoch_unix_s else 0.0
         console.print("stopping the lab ...")
         exit_codes = await lab.stop()
     summary = build_summary(
         sc.name, status, host, host_vms, timeline, exit_codes, time.monotonic() - started
     )
     summary["scenario_file"] = str(sc.path)
+    summary["ticks"] = round(ticks_run, 1)
+    summary["last_snapshot_s"] = status.now_s if status is not None else None
     if failure:
         summary["failure"] = failure
     written = write_report(report_dir, summary, timeline)

@@ -92,6 +92,9 @@ def build_configs(
             "clock": clock,
         },
     }
+    vm_policy = {g.vm_id: dict(g.policy) for g in scenario.guests if g.policy}
+    if vm_policy:
+        configs["agent"]["vm_policy"] = vm_policy
     for i, g in enumerate(scenario.guests):
         trace = dict(g.trace)
         if trace["format"] == "bitbrains":

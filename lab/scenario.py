@@ -149,7 +149,9 @@ class GuestSpec:
     swap_pages: int
     """Guest swap (virtual disk) size."""
     memory: dict[str, Any] = field(default_factory=dict)
-    """Further guest memory-model settings, passed through."""
+    """Further guest memory-model settings, passed through to the guest."""
+    policy: dict[str, Any] = field(default_factory=dict)
+    """Per-VM policy settings ([guest.policy]), passed through to the agent."""
 
 
 @dataclass(frozen=True)
@@ -372,6 +374,7 @@ def _parse_guest(g: _Table, base: Path, n_nodes: int, seed: int) -> GuestSpec:
         trace = {"format": "constant", "working_set_fraction": float(ws_fraction)}
     swap_pages = int(g.number("swap_mib", 512, low=0) * PAGES_PER_MIB)
     memory = g.table("memory").rest()
+    policy = g.table("policy").rest()
     g.finish()
     return GuestSpec(
         vm_id=vm_id,
@@ -382,4 +385,5 @@ def _parse_guest(g: _Table, base: Path, n_nodes: int, seed: int) -> GuestSpec:
         trace=trace,
         swap_pages=swap_pages,
         memory=memory,
+        policy=policy,
     )

@@ -1,0 +1,51 @@
+"""What every balloonctl command gets: the operator client, the console, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from rich.console import Console
+
+from lab.client import OperatorClient
+
+MIB = 1 << 20
+
+
+class CtlParser(argparse.ArgumentParser):
+    """Usage errors are one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"balloonctl: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+@dataclass
+class Ctx:
+    client: OperatorClient
+    out: Console
+
+    def emit_json(self, obj: Any) -> None:
+        print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    """A protobuf message as JSON-ready data, field names as in the .proto."""
+    return MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
