@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -21,6 +20,8 @@ from balloon.v1 import agent_pb2, host_pb2
 from balloon_common import logs
 from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
+from lab.ctl.base import ratio_text
+from lab.ctl.core import vm_table
 from lab.launcher import Lab, LabStartError
 from lab.report import MIB, Timeline, build_summary, write_report
 
@@ -29,6 +30,7 @@ DEFAULT_STATE_DIR = Path(".balloonlab")
 
 
 def status_table(status: agent_pb2.AgentStatus, duration_s: float) -> Table:
+    """The live view: one title line for the host, one row per VM."""
     h = status.host
     nodes = "  ".join(
         f"node{i} {free / MIB:,.0f}/{total / MIB:,.0f}"
@@ -36,36 +38,10 @@ def status_table(status: agent_pb2.AgentStatus, duration_s: float) -> Table:
     )
     title = (
         f"tick {status.now_s:,.0f}/{duration_s:,.0f}   host free {h.free_bytes / MIB:,.0f} MiB"
-        f" ({nodes} MiB)   R {_ratio(status.overcommit_ratio)} (target {status.target_ratio:.2f})"
+        f" ({nodes} MiB)   R {ratio_text(status.overcommit_ratio)} (target {status.target_ratio:.2f})"
         f"   host swap {h.host_swap_used_bytes / MIB:,.0f} MiB"
     )
-    table = Table(title=title, title_justify="left")
-    for col in (
-        "vm",
-        "memory MiB",
-        "balloon target",
-        "actual",
-        "usable",
-        "floor",
-        "working set",
-        "guest swap in/out /s",
-        "reason",
-    ):
-        table.add_column(col, justify="left" if col in ("vm", "reason") else "right")
-    for vm in status.vms:
-        driver = "" if vm.balloon_capable else " (no driver)"
-        table.add_row(
-            vm.vm_id + driver,
-            f"{vm.guest_bytes / MIB:,.0f}",
-            f"{vm.balloon_target_bytes / MIB:,.0f}",
-            f"{vm.balloon_actual_bytes / MIB:,.0f}",
-            f"{vm.usable_bytes / MIB:,.0f}",
-            f"{vm.floor_bytes / MIB:,.0f}" if vm.stats_known else "?",
-            f"{vm.working_set_bytes / MIB:,.0f}" if vm.stats_known else "?",
-            f"{vm.guest_swap_in_pages_per_s:,.0f}/{vm.guest_swap_out_pages_per_s:,.0f}",
-            vm.last_reason,
-        )
-    return table
+    return vm_table(list(status.vms), title)
 
 
 async def run_lab(
@@ -114,7 +90,7 @@ async def run_lab(
                             last_line = status.now_s
                             console.print(
                                 f"tick {status.now_s:6.0f}/{sc.duration_s:g}  host free {status.host.free_bytes / MIB:8,.0f} MiB"
-                                f"  R {_ratio(status.overcommit_ratio)}  decisions {status.decisions_total}"
+                                f"  R {ratio_text(status.overcommit_ratio)}  decisions {status.decisions_total}"
                             )
                     await asyncio.sleep(
                         min(POLL_WALL_S, max(0.0, (sc.duration_s - lab.now_s()) / sc.speed))
@@ -153,11 +129,6 @@ async def run_lab(
         console.print(f"[red]a process did not stop cleanly: {exit_codes}[/]")
         return 1
     return 0
-
-
-def _ratio(value: float) -> str:
-    """R for people: the agent reports +Inf while no capacity is known yet."""
-    return f"{value:.3f}" if math.isfinite(value) else "-"
 
 
 def _token(path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -49,3 +50,13 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
     return value
+
+
+def rate_text(value: float) -> str:
+    """A rate for people: unknown (NaN, before two samples) shows as '?'."""
+    return f"{value:,.0f}" if math.isfinite(value) else "?"
+
+
+def ratio_text(value: float) -> str:
+    """R for people: the agent reports +Inf while no capacity is known yet."""
+    return f"{value:.3f}" if math.isfinite(value) else "-"

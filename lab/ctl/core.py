@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from balloon.v1 import agent_pb2
-from lab.ctl.base import MIB, Ctx, non_negative_int, to_dict
+from lab.ctl.base import MIB, Ctx, non_negative_int, rate_text, ratio_text, to_dict
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def vm_table(vms: list[agent_pb2.VmStatus], title: str | None = None) -> Table:
             f"{vm.usable_bytes / MIB:,.0f}",
             f"{vm.floor_bytes / MIB:,.0f}" if known else "?",
             f"{vm.working_set_bytes / MIB:,.0f}" if known else "?",
-            f"{vm.guest_swap_in_pages_per_s:,.1f}/{vm.guest_swap_out_pages_per_s:,.1f}",
+            f"{rate_text(vm.guest_swap_in_pages_per_s)}/{rate_text(vm.guest_swap_out_pages_per_s)}",
             "manual" if vm.manual else "auto",
             vm.last_reason,
         )
@@ -84,7 +84,7 @@ async def status(args: argparse.Namespace, ctx: Ctx) -> int:
     )
     reach = "" if st.host_reachable else "; HOST UNREACHABLE (stale view)"
     ctx.out.print(
-        f"overcommit ratio {st.overcommit_ratio:.3f} (target {st.target_ratio:.2f});"
+        f"overcommit ratio {ratio_text(st.overcommit_ratio)} (target {st.target_ratio:.2f});"
         f" free threshold {st.free_threshold_fraction:.0%}; tick {st.now_s:,.0f};"
         f" {st.decisions_total} decisions{reach}"
     )
