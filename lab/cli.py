@@ -72,10 +72,14 @@ async def run_lab(
             last_line = -1e9
             with view if view is not None else contextlib.nullcontext():
                 while lab.now_s() < sc.duration_s:
-                    dead = lab.dead_children()
-                    if dead:
-                        failure = f"{dead[0].name} exited with code {dead[0].process.returncode if dead[0].process else '?'}:\n{dead[0].log_tail()}"
+                    try:
+                        for name in await lab.restart_dead():
+                            console.print(f"[yellow]{name} died and was restarted[/]")
+                    except LabStartError as exc:
+                        failure = str(exc)
                         break
+                    if lab.endpoints is not None and lab.endpoints.agent != client.agent_address:
+                        await client.reconnect_agent(lab.endpoints.agent)
                     try:
                         status = await client.status()
                         host = await client.host()
@@ -113,6 +117,7 @@ async def run_lab(
         sc.name, status, host, host_vms, timeline, exit_codes, time.monotonic() - started
     )
     summary["scenario_file"] = str(sc.path)
+    summary["restarts"] = dict(lab.restarts)
     summary["ticks"] = round(ticks_run, 1)
     summary["last_snapshot_s"] = status.now_s if status is not None else None
     if failure:

@@ -92,6 +92,17 @@ class OperatorClient:
             self._host = host_pb2_grpc.HostStub(ch)
         return self
 
+    @property
+    def agent_address(self) -> str | None:
+        return self._agent_addr
+
+    async def reconnect_agent(self, address: str) -> None:
+        """Points the Agent stub at a new address (after the agent restarted)."""
+        self._agent_addr = address
+        ch = grpc.aio.insecure_channel(address)
+        self._channels.append(ch)
+        self._agent = agent_pb2_grpc.AgentStub(ch)
+
     async def __aexit__(self, *exc: object) -> None:
         for ch in self._channels:
             await ch.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -28,6 +29,8 @@ log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
+MAX_RESTARTS = 3
+"""Restarts of one guest or of the agent before the lab gives up on it."""
 LOOPBACK = "127.0.0.1"
 
 
@@ -223,6 +226,7 @@ class Lab:
             for g in scenario.guests
         ]
         self.exit_codes: dict[str, int | None] = {}
+        self.restarts: dict[str, int] = {}
         self.endpoints: Endpoints | None = None
 
     @property
@@ -257,12 +261,53 @@ class Lab:
             hypervisor_metrics=hv.get("metrics", ""),
             operator_token_file=str(token_file.resolve()),
         )
-        path = self.run_dir / ENDPOINTS_FILE
-        path.write_text(json.dumps(self.endpoints.to_dict(), indent=2), encoding="utf-8")
+        self._write_endpoints()
         return self.endpoints
 
     def dead_children(self) -> list[Child]:
         return [c for c in self.children if c.process is not None and not c.alive]
+
+    async def restart_dead(self) -> list[str]:
+        """Restarts a guest or the agent that died; returns their names.
+
+        Neither holds state that matters: a guest re-attaches and reconciles
+        its balloon with the host, the agent rebuilds its view from the host.
+        The hypervisor is the source of truth for every frame, so its death
+        ends the lab (LabStartError), and so does a process that keeps dying.
+        """
+        restarted = []
+        for child in self.dead_children():
+            code = child.process.returncode if child.process else None
+            if child is self.hypervisor:
+                raise LabStartError(f"hypervisor exited with code {code}:\n{child.log_tail()}")
+            if self.restarts.get(child.name, 0) >= MAX_RESTARTS:
+                raise LabStartError(
+                    f"{child.name} exited with code {code} after {MAX_RESTARTS} restarts:\n{child.log_tail()}"
+                )
+            self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
+            log.warning(
+                "process_restarted",
+                process=child.name,
+                exit_code=code,
+                restarts=self.restarts[child.name],
+            )
+            await child.stop()
+            await child.start()
+            await child.wait_ready()
+            restarted.append(child.name)
+        if self.agent.name in restarted and self.endpoints is not None:
+            self.endpoints = dataclasses.replace(
+                self.endpoints,
+                agent=self.agent.ready["grpc"],
+                agent_metrics=self.agent.ready.get("metrics", ""),
+            )
+            self._write_endpoints()
+        return restarted
+
+    def _write_endpoints(self) -> None:
+        assert self.endpoints is not None
+        path = self.run_dir / ENDPOINTS_FILE
+        path.write_text(json.dumps(self.endpoints.to_dict(), indent=2), encoding="utf-8")
 
     async def stop(self) -> dict[str, int | None]:
         """Stops the agent, then the guests, then the hypervisor."""
