@@ -1,0 +1,1 @@
+"""The emulated virtio-mmio balloon's userspace half: register file, virtqueues, process shell."""
