@@ -52,7 +52,7 @@ async def serve(config: AgentConfig, args: argparse.Namespace, stop: asyncio.Eve
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
-    state = AgentState(config=config.policy)
+    state = AgentState(config=config.policy, vm_policies=dict(config.vm_policies))
     clock = LabClock(config.clock)
     async with grpc.aio.insecure_channel(config.hypervisor) as channel:
         host = GrpcHostClient(channel, config.operator_token)

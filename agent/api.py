@@ -7,23 +7,38 @@ with a message naming the field, one log line and one count in
 
 from __future__ import annotations
 
+import math
 from typing import Any, NoReturn
 
 import grpc
 import structlog
 
 from agent.collector import HostApi, HostUnavailable, StaleGeneration, TargetRefused, VmNotFound
+from agent.control import Hold
+from agent.diagnosis import Diagnosis
+from agent.hugepages import tradeoff
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
-from agent.policy import PAGES_PER_MIB, Reason
-from agent.snapshot import VmSnapshot
+from agent.migration import MigrationRequest
+from agent.policy import PAGES_PER_MIB, Reason, assess
+from agent.reclaim import ReclaimCandidate, ReclaimPlan, plan_reclaim
+from agent.robust import backing_off
+from agent.snapshot import HostSnapshot, VmSnapshot
 from agent.state import AgentState, Report, VmReport, build_report, to_bytes
+from agent.swapstorm import StormReport
+from agent.vmpolicy import DEFAULT_VM_POLICY
 from balloon.v1 import agent_pb2
 from balloon_common.auth import Authenticator
 
 log = structlog.get_logger(__name__)
 
 SERVICE_NAME = "balloon.v1.Agent"
+
+#: Longest a Reclaim may wait for balloons before it replies, in ticks: long
+#: enough for a few rounds of inflation, short of any client's patience.
+MAX_RECLAIM_WAIT_S = 120.0
+#: Ticks between polls of the host while a Reclaim waits.
+RECLAIM_POLL_S = 1.0
 
 
 class RequestRefused(Exception):
@@ -57,6 +72,22 @@ def vm_status(vm: VmReport) -> Any:
         target_generation=vm.generation,
         host_swapped_bytes=to_bytes(vm.host_swapped_pages),
         stall_s_total=vm.stall_s_total,
+        swap_verdict=vm.verdict,
+        escalation=vm.escalation,
+        reclaim_hold_bytes=to_bytes(vm.hold_pages),
+    )
+
+
+def migration_message(request: MigrationRequest) -> Any:
+    """A `MigrationRequest` message."""
+    return agent_pb2.MigrationRequest(
+        vm_id=request.vm_id,
+        reason=request.reason,
+        explanation=request.explanation,
+        shortfall_bytes=to_bytes(request.shortfall_pages),
+        frees_bytes=to_bytes(request.frees_pages),
+        cost=request.cost,
+        since_s=request.since_s,
     )
 
 
@@ -75,7 +106,15 @@ def agent_status(report: Report) -> Any:
             host_swap_in_pages_per_s=host.swap_in_pages_per_s,
             host_swap_out_pages_per_s=host.swap_out_pages_per_s,
         )
+    extra: dict[str, Any] = {}
+    if report.migration is not None:
+        extra["migration"] = migration_message(report.migration)
     return agent_pb2.AgentStatus(
+        max_overcommit_ratio=report.max_ratio,
+        effective_target_ratio=report.effective_target_ratio,
+        storm_swap_pages_per_s=report.storm_swap_pages_per_s,
+        storm_budget_pages_per_s=report.storm_budget_pages_per_s,
+        **extra,
         host=summary,
         vms=[vm_status(vm) for vm in report.vms],
         overcommit_ratio=report.overcommit_ratio,
@@ -270,3 +309,326 @@ class AgentServicer:
             "host_unreachable",
             f"hypervisor: unreachable, target not set ({exc})",
         )
+
+    def _snapshot(self) -> HostSnapshot:
+        """The latest snapshot; UNAVAILABLE before the first poll."""
+        if self._state.snapshot is None:
+            raise RequestRefused(
+                grpc.StatusCode.UNAVAILABLE,
+                "host_unreachable",
+                "hypervisor: not reached yet, so no VM is known; retry shortly",
+            )
+        return self._state.snapshot
+
+    def _known_vm(self, vm_id: str) -> VmSnapshot:
+        if not vm_id:
+            raise RequestRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "vm_id: required"
+            )
+        vm = self._snapshot().vm(vm_id)
+        if vm is None:
+            raise RequestRefused(
+                grpc.StatusCode.NOT_FOUND, "not_found", f"vm_id: no VM called {vm_id!r}"
+            )
+        return vm
+
+    async def GetRmax(self, request: Any, context: Any) -> Any:
+        await self._authenticate(context, "GetRmax")
+        plan = self._state.plan
+        config = self._state.config
+        if plan is None or plan.storm is None:
+            return agent_pb2.RmaxReport(
+                max_overcommit_ratio=math.nan,
+                target_ratio=config.target_ratio,
+                effective_target_ratio=config.target_ratio,
+                safe_bandwidth_fraction=config.storm_safe_bandwidth_fraction,
+                explanation="no round has run yet: the agent has not seen the host",
+            )
+        storm = plan.storm
+        return agent_pb2.RmaxReport(
+            max_overcommit_ratio=storm.max_ratio,
+            overcommit_ratio=storm.ratio,
+            target_ratio=plan.target_ratio,
+            effective_target_ratio=plan.effective_target_ratio,
+            swap_bandwidth_pages_per_s=storm.bandwidth_pages_per_s,
+            safe_bandwidth_fraction=storm.safe_fraction,
+            budget_pages_per_s=storm.budget_pages_per_s,
+            swap_now_pages_per_s=storm.swap_now_pages_per_s,
+            vms=[
+                agent_pb2.RmaxVm(
+                    vm_id=v.vm_id,
+                    guest_bytes=to_bytes(v.guest_pages),
+                    working_set_bytes=to_bytes(v.ws_pages),
+                    swap_pages_per_s_per_gib=v.swap_pages_per_s_per_gib,
+                    deficit_now_bytes=v.deficit_now_pages * PAGE_BYTES,
+                    swap_now_pages_per_s=v.swap_now_pages_per_s,
+                    deficit_at_max_bytes=v.deficit_at_max_pages * PAGE_BYTES,
+                    swap_at_max_pages_per_s=v.swap_at_max_pages_per_s,
+                )
+                for v in storm.vms
+            ],
+            explanation=explain_rmax(storm, plan.target_ratio),
+        )
+
+    async def Diagnose(self, request: Any, context: Any) -> Any:
+        await self._authenticate(context, "Diagnose")
+        try:
+            wanted = [self._known_vm(request.vm_id).vm_id] if request.vm_id else None
+            snapshot = self._snapshot()
+        except RequestRefused as refused:
+            await self._refuse(context, refused, "Diagnose")
+        ids = wanted if wanted is not None else [vm.vm_id for vm in snapshot.vms]
+        out = []
+        for vm_id in ids:
+            found = self._state.diagnoses.get(vm_id)
+            out.append(diagnosis_message(vm_id, found))
+        return agent_pb2.DiagnoseReply(vms=out)
+
+    async def HugePages(self, request: Any, context: Any) -> Any:
+        await self._authenticate(context, "HugePages")
+        try:
+            vm = self._known_vm(request.vm_id)
+        except RequestRefused as refused:
+            await self._refuse(context, refused, "HugePages")
+        settings = self._state.vm_policies.get(vm.vm_id, DEFAULT_VM_POLICY)
+        current = 1.0 if vm.backing == "2m" else settings.huge_page_fraction
+        found = tradeoff(
+            settings.tlb_miss_cost_per_s,
+            settings.reclaim_flex_value_per_s,
+            vm.guest_pages,
+            current,
+        )
+        log.info(
+            "hugepage_tradeoff",
+            vm_id=vm.vm_id,
+            balanced_fraction=found.balanced_fraction,
+            price_per_gib_per_s=found.price_per_gib_per_s,
+        )
+        return agent_pb2.HugePagesReply(
+            vm_id=vm.vm_id,
+            tlb_miss_cost_per_s=found.tlb_miss_cost_per_s,
+            reclaim_flex_value_per_s=found.reclaim_flex_value_per_s,
+            balanced_fraction=found.balanced_fraction,
+            price_per_fraction_per_s=found.price_per_fraction_per_s,
+            price_per_gib_per_s=found.price_per_gib_per_s,
+            net_gain_per_s=found.net_gain_per_s,
+            current_fraction=found.current_fraction,
+            current_net_gain_per_s=found.current_net_gain_per_s,
+            curve=[
+                agent_pb2.HugePagePoint(
+                    fraction=p.fraction,
+                    tenant_gain_per_s=p.tenant_gain_per_s,
+                    provider_loss_per_s=p.provider_loss_per_s,
+                )
+                for p in found.curve
+            ],
+            backing=vm.backing,
+        )
+
+    async def Reclaim(self, request: Any, context: Any) -> Any:
+        await self._authenticate(context, "Reclaim")
+        try:
+            reply = await self._reclaim(request)
+        except RequestRefused as refused:
+            await self._refuse(context, refused, "Reclaim")
+        self._loop.show()
+        return reply
+
+    def _reclaim_plan(self, snapshot: HostSnapshot, pages: int) -> ReclaimPlan:
+        """The least-cost plan over the VMs the policy may balloon now."""
+        state = self._state
+        config = state.config
+        view = state.view
+        candidates: list[ReclaimCandidate] = []
+        for vm in snapshot.vms:
+            if vm.vm_id in state.pins or backing_off(state.tracks.get(vm.vm_id), snapshot.now_s):
+                continue
+            sample = view.guests.get(vm.vm_id) if view is not None else None
+            seen = assess(vm, sample, config)
+            if not seen.controllable or seen.pressure is not None:
+                continue
+            settings = state.vm_policies.get(vm.vm_id, DEFAULT_VM_POLICY)
+            candidates.append(
+                ReclaimCandidate(
+                    vm_id=vm.vm_id,
+                    room_pages=max(0, seen.max_balloon_pages - vm.target_pages),
+                    span_pages=max(0, seen.max_balloon_pages),
+                    weight=settings.memory_sensitivity * settings.users_served,
+                )
+            )
+        return plan_reclaim(candidates, pages, max(1, config.dead_band_pages))
+
+    async def _reclaim(self, request: Any) -> Any:
+        pages = int(request.pages)
+        wait_s = float(request.wait_s)
+        if pages <= 0:
+            raise RequestRefused(
+                grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument", "pages: must be positive"
+            )
+        if not (math.isfinite(wait_s) and 0.0 <= wait_s <= MAX_RECLAIM_WAIT_S):
+            raise RequestRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_argument",
+                f"wait_s: must be between 0 and {MAX_RECLAIM_WAIT_S:g} ticks",
+            )
+        try:
+            before = await self._loop.refresh()
+        except HostUnavailable as exc:
+            raise self._unreachable(exc) from exc
+        plan = self._reclaim_plan(before, pages)
+        self._metrics.reclaim_requested.inc(pages)
+        if not plan.satisfiable:
+            raise RequestRefused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "reclaim_exhausted",
+                f"pages: {pages} requested, but at most {plan.max_reclaimable_pages} can be"
+                " reclaimed above the floors of the VMs the policy may balloon now",
+            )
+        config = self._state.config
+        steps: list[Any] = []
+        for take in plan.takes:
+            vm = before.vm(take.vm_id)
+            assert vm is not None  # the plan is built from this snapshot
+            target = vm.target_pages + take.pages
+            step = agent_pb2.ReclaimStep(
+                vm_id=take.vm_id,
+                planned_pages=take.pages,
+                batches=take.batches,
+                cost=take.cost,
+                target_pages=target,
+            )
+            try:
+                await self._apply(vm, target)
+            except RequestRefused as refused:
+                if refused.code == grpc.StatusCode.UNAVAILABLE:
+                    raise
+                step.applied = False
+                step.detail = str(refused)
+                steps.append(step)
+                continue
+            step.applied = True
+            self._state.holds[vm.vm_id] = Hold(
+                target_pages=target, until_s=before.now_s + config.reclaim_hold_s
+            )
+            self._metrics.reclaim_planned.inc(take.pages)
+            self._loop.record_decision(
+                self._state.plan,
+                {
+                    "vm_id": vm.vm_id,
+                    "reason": Reason.RECLAIM.value,
+                    "current_target_pages": vm.target_pages,
+                    "new_target_pages": target,
+                    "actual_pages": vm.actual_pages,
+                    "reclaim_pages": take.pages,
+                    "reclaim_cost": take.cost,
+                    "free_pages": before.free_pages,
+                },
+            )
+            steps.append(step)
+        after, waited_s = await self._wait_for_balloons(steps, wait_s)
+        reclaimed_total = 0
+        for step in steps:
+            was = before.vm(step.vm_id)
+            now = after.vm(step.vm_id)
+            if was is None or now is None or not step.applied:
+                continue
+            grown = max(0, min(step.planned_pages, now.actual_pages - was.actual_pages))
+            step.reclaimed_pages = grown
+            reclaimed_total += grown
+        self._metrics.reclaim_reached.inc(reclaimed_total)
+        log.info(
+            "reclaim_done",
+            requested_pages=pages,
+            planned_pages=plan.planned_pages,
+            reclaimed_pages=reclaimed_total,
+            waited_s=waited_s,
+        )
+        return agent_pb2.ReclaimReply(
+            requested_pages=pages,
+            planned_pages=plan.planned_pages,
+            reclaimed_pages=reclaimed_total,
+            max_reclaimable_pages=plan.max_reclaimable_pages,
+            total_cost=plan.total_cost,
+            steps=steps,
+            host_free_delta_pages=after.free_pages - before.free_pages,
+            waited_s=waited_s,
+            batch_pages=max(1, config.dead_band_pages),
+        )
+
+    async def _wait_for_balloons(
+        self, steps: list[Any], wait_s: float
+    ) -> tuple[HostSnapshot, float]:
+        """Polls the host until every applied target is reached or `wait_s` ticks pass."""
+        clock = self._loop.clock
+        start_s = clock.now_s()
+        band = self._state.config.dead_band_pages
+        while True:
+            try:
+                snapshot = await self._loop.refresh()
+            except HostUnavailable as exc:
+                raise self._unreachable(exc) from exc
+            waited_s = clock.now_s() - start_s
+            pending = [
+                s
+                for s in steps
+                if s.applied
+                and (vm := snapshot.vm(s.vm_id)) is not None
+                and vm.driver_attached
+                and s.target_pages - vm.actual_pages > band
+            ]
+            if not pending or waited_s >= wait_s:
+                return snapshot, waited_s
+            await clock.sleep_s(min(RECLAIM_POLL_S, wait_s - waited_s))
+
+
+PAGE_BYTES = to_bytes(1)
+
+
+def explain_rmax(storm: StormReport, target_ratio: float) -> str:
+    """One or two sentences saying where R_max comes from."""
+    if not storm.known:
+        return (
+            "R_max unknown: the host does not report its swap bandwidth, so only the"
+            f" target ratio {target_ratio:g} limits the plan"
+        )
+    now = (
+        f"At R = {storm.ratio:.3g} the model predicts {storm.swap_now_pages_per_s:.0f} swap"
+        f" pages/s against a budget of {storm.budget_pages_per_s:.0f}"
+        f" ({storm.safe_fraction:.0%} of {storm.bandwidth_pages_per_s:.0f})."
+    )
+    if math.isinf(storm.max_ratio):
+        return (
+            "No limit: even with every working set out of memory the predicted swap traffic"
+            f" stays under the budget. {now}"
+        )
+    binding = (
+        "R_max is below the target ratio, so the policy plans for R_max."
+        if storm.max_ratio < target_ratio
+        else "The target ratio is the tighter limit."
+    )
+    return (
+        f"R_max = {storm.max_ratio:.3g}: above it the working-set deficits of the controlled"
+        f" VMs swap more than the budget. {now} {binding}"
+    )
+
+
+def diagnosis_message(vm_id: str, found: Diagnosis | None) -> Any:
+    """A `VmDiagnosis` message; "unknown" before the first round saw the VM."""
+    if found is None:
+        return agent_pb2.VmDiagnosis(
+            vm_id=vm_id, verdict="unknown", summary="no round has seen this VM yet"
+        )
+    return agent_pb2.VmDiagnosis(
+        vm_id=vm_id,
+        verdict=found.verdict.value,
+        summary=found.summary,
+        evidence=[
+            agent_pb2.DiagnosisEvidence(
+                signal=e.signal,
+                value=math.nan if e.value is None else e.value,
+                threshold=e.threshold,
+                high=e.high,
+            )
+            for e in found.evidence
+        ],
+    )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.policy import PolicyConfig
+from agent.vmpolicy import VmPolicy, vm_policies_from_dict
 from balloon_common.clock import ClockConfig
 from balloon_common.config import ConfigError, check_keys
 from balloon_common.serving import ListenAddressError, split_address
@@ -24,11 +25,15 @@ class AgentConfig:
     """Policy knobs."""
     clock: ClockConfig
     """Tick mapping shared with the rest of the lab."""
+    vm_policies: dict[str, VmPolicy] = field(default_factory=dict)
+    """Per-VM settings (the scenario's [guest.policy] tables), by vm_id."""
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> AgentConfig:
         """Validates `raw`; raises ConfigError naming the offending key."""
-        check_keys(raw, "config", {"hypervisor", "operator_token"}, {"policy", "clock"})
+        check_keys(
+            raw, "config", {"hypervisor", "operator_token"}, {"policy", "clock", "vm_policy"}
+        )
         hypervisor = raw["hypervisor"]
         if not isinstance(hypervisor, str):
             raise ConfigError("hypervisor: must be a host:port string")
@@ -60,4 +65,5 @@ class AgentConfig:
             operator_token=token,
             policy=PolicyConfig.from_dict(policy_raw),
             clock=clock,
+            vm_policies=vm_policies_from_dict(raw.get("vm_policy", {})),
         )

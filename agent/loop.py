@@ -12,8 +12,12 @@ import structlog
 
 from agent.actuator import Actuation, apply_plan
 from agent.collector import HostApi, HostReplyInvalid, HostUnavailable
+from agent.control import diagnose_vms, harden, plan_migration
+from agent.diagnosis import Diagnosis
 from agent.metrics import AgentMetrics
+from agent.migration import MigrationRequest
 from agent.policy import Plan, Reason, decide
+from agent.robust import Escalation, note_failure, note_success
 from agent.snapshot import HostSnapshot
 from agent.state import AgentState, build_report
 from balloon_common.clock import Clock
@@ -48,6 +52,23 @@ class ControlLoop:
         self._clock = clock
         self._failures = 0
 
+    @property
+    def clock(self) -> Clock:
+        """The clock rounds are timed by (the Agent API waits on it too)."""
+        return self._clock
+
+    def record_decision(self, plan: Plan | None, decision_fields: dict[str, object]) -> None:
+        """Logs and counts one decision made outside a round (a Reclaim's, say)."""
+        reason = str(decision_fields["reason"])
+        self._state.decisions_total += 1
+        self._state.last_reasons[str(decision_fields["vm_id"])] = reason
+        self._metrics.decisions.labels(reason=reason).inc()
+        if plan is not None:
+            decision_fields.setdefault("overcommit_ratio", plan.overcommit_ratio)
+            decision_fields.setdefault("target_ratio", plan.target_ratio)
+            decision_fields.setdefault("effective_target_ratio", plan.effective_target_ratio)
+        log.info("balloon_decision", **decision_fields)
+
     def show(self) -> None:
         """Rewrites the gauges from the state."""
         self._metrics.show(build_report(self._state))
@@ -80,9 +101,27 @@ class ControlLoop:
         """One round. Raises HostUnavailable if the host could not be polled."""
         state = self._state
         snapshot = await self.refresh()
-        plan = decide(snapshot, state.view, state.config, manual_targets=state.pins)
+        config = state.config
+        proposed = decide(
+            snapshot,
+            state.view,
+            config,
+            manual_targets=state.pins,
+            vm_policies=state.vm_policies,
+        )
+        state.view = proposed.view
+        state.holds = {k: v for k, v in state.holds.items() if snapshot.now_s < v.until_s}
+        hardened = harden(proposed, snapshot, state.tracks, state.holds, config)
+        plan = hardened.plan
         state.plan = plan
-        state.view = plan.view
+        state.tracks = dict(hardened.tracks)
+        self._record_escalations(dict(hardened.escalations))
+        diagnoses, state.diag_view = diagnose_vms(snapshot, plan, state.diag_view, config)
+        self._record_diagnoses(diagnoses)
+        migration, state.shortfall = plan_migration(
+            snapshot, plan, state.shortfall, state.escalations, state.vm_policies, config
+        )
+        self._record_migration(migration)
         self._record(plan)
         try:
             actuation = await apply_plan(plan, snapshot, self._host, self._metrics)
@@ -92,12 +131,72 @@ class ControlLoop:
             raise
         for done in actuation.applied:
             state.record_target(done.vm_id, done.target_pages, done.generation)
+            if done.vm_id in state.tracks:
+                state.tracks[done.vm_id] = note_success(state.tracks[done.vm_id])
+        # A stale generation is a race, retried next round; a refusal is a failure.
+        for vm_id in actuation.failed:
+            record = state.tracks.get(vm_id)
+            if record is not None:
+                backed = note_failure(record, snapshot.now_s, config.interval_s)
+                state.tracks[vm_id] = backed
+                log.info(
+                    "target_backoff",
+                    vm_id=vm_id,
+                    failures=backed.failures,
+                    retry_at_s=backed.retry_at_s,
+                )
         if actuation.stale:
             # Someone moved a target since the poll: read the host again so
             # that the API shows it and the next round starts from it.
             await self.refresh()
         self.show()
         return plan, actuation
+
+    def _record_escalations(self, escalations: dict[str, Escalation]) -> None:
+        """Logs and counts each escalation (a stalled balloon) once per round."""
+        for vm_id, kind in sorted(escalations.items()):
+            self._metrics.escalations.labels(kind=kind.value).inc()
+            log.warning("balloon_escalated", vm_id=vm_id, kind=kind.value)
+        self._state.escalations = escalations
+
+    def _record_diagnoses(self, diagnoses: dict[str, Diagnosis]) -> None:
+        """Keeps the verdicts; logs a VM's verdict when it changes."""
+        previous = self._state.diagnoses
+        for vm_id, found in sorted(diagnoses.items()):
+            old = previous.get(vm_id)
+            if old is None or old.verdict != found.verdict:
+                log.info(
+                    "swap_diagnosis",
+                    vm_id=vm_id,
+                    verdict=found.verdict.value,
+                    summary=found.summary,
+                    **{e.signal: e.value for e in found.evidence},
+                )
+        self._state.diagnoses = diagnoses
+
+    def _record_migration(self, request: MigrationRequest | None) -> None:
+        """Logs and counts a migration request when it is new (another VM or reason)."""
+        old = self._state.migration
+        self._state.migration = request
+        if request is None:
+            if old is not None:
+                log.info("migration_withdrawn", vm_id=old.vm_id)
+            return
+        if old is not None and (old.vm_id, old.reason) == (request.vm_id, request.reason):
+            return
+        self._metrics.migration_requests.labels(reason=request.reason).inc()
+        self._state.decisions_total += 1
+        self._metrics.decisions.labels(reason=Reason.MIGRATION.value).inc()
+        log.warning(
+            "migration_requested",
+            vm_id=request.vm_id,
+            decision_reason=Reason.MIGRATION.value,
+            reason=request.reason,
+            explanation=request.explanation,
+            shortfall_pages=request.shortfall_pages,
+            frees_pages=request.frees_pages,
+            cost=request.cost,
+        )
 
     def _record(self, plan: Plan) -> None:
         """Logs and counts every decision."""
@@ -117,6 +216,8 @@ class ControlLoop:
                 ws_pages=decision.ws_pages,
                 overcommit_ratio=plan.overcommit_ratio,
                 target_ratio=plan.target_ratio,
+                max_ratio=plan.storm.max_ratio if plan.storm else None,
+                effective_target_ratio=plan.effective_target_ratio,
                 free_pages=plan.free_pages,
                 free_threshold_pages=plan.free_threshold_pages,
                 need_pages=plan.need_pages,

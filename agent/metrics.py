@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from agent.diagnosis import Verdict
 from agent.state import Report, to_bytes
 
 
@@ -82,13 +83,72 @@ class AgentMetrics:
             "SetBalloonTarget calls to the hypervisor, by result.",
             ("result",),
         )
+        self.max_ratio = gauge(
+            "balloonlab_overcommit_rmax_ratio",
+            "R_max of the swap-storm model (+Inf: no limit, NaN: swap bandwidth unknown).",
+        )
+        self.effective_target_ratio = gauge(
+            "balloonlab_overcommit_effective_target_ratio",
+            "The ratio the policy plans for: the lower of the target ratio and R_max.",
+        )
+        self.storm_swap = gauge(
+            "balloonlab_swap_storm_predicted_pages_per_second",
+            "Swap traffic the swap-storm model predicts at the current R.",
+        )
+        self.storm_budget = gauge(
+            "balloonlab_swap_storm_budget_pages_per_second",
+            "The safe share of the swap device's bandwidth.",
+        )
+        self.verdict = gauge(
+            "balloonlab_vm_diagnosis",
+            "1 for the VM's current swap diagnosis verdict, 0 for the others.",
+            ("vm", "verdict"),
+        )
+        self.migration_wanted = gauge(
+            "balloonlab_agent_migration_requested",
+            "1 for the VM the agent asks to be moved to another host.",
+            ("vm",),
+        )
+        self.migration_requests = counter(
+            "balloonlab_agent_migration_requests",
+            "Migration requests made, by reason.",
+            ("reason",),
+        )
+        self.escalations = counter(
+            "balloonlab_agent_escalations",
+            "Balloons that stopped converging, by what it escalated to.",
+            ("kind",),
+        )
+        self.reclaim_requested = counter(
+            "balloonlab_agent_reclaim_requested_pages",
+            "Pages operators asked the Reclaim call for.",
+        )
+        self.reclaim_planned = counter(
+            "balloonlab_agent_reclaim_planned_pages",
+            "Pages the Reclaim plans set as balloon targets.",
+        )
+        self.reclaim_reached = counter(
+            "balloonlab_agent_reclaim_reached_pages",
+            "Pages the balloons had really reached when a Reclaim replied.",
+        )
         self._vms: set[str] = set()
+        self._migrating: set[str] = set()
         self._nodes: set[str] = set()
 
     def show(self, report: Report) -> None:
         """Rewrites every gauge from `report`."""
         self.target_ratio.set(report.target_ratio)
         self.ratio.set(report.overcommit_ratio)
+        self.max_ratio.set(report.max_ratio)
+        self.effective_target_ratio.set(report.effective_target_ratio)
+        self.storm_swap.set(report.storm_swap_pages_per_s)
+        self.storm_budget.set(report.storm_budget_pages_per_s)
+        migrating = {report.migration.vm_id} if report.migration is not None else set()
+        for vm_id in migrating:
+            self.migration_wanted.labels(vm=vm_id).set(1.0)
+        for vm_id in self._migrating - migrating:
+            self.migration_wanted.remove(vm_id)
+        self._migrating = migrating
         self.host_reachable.set(1.0 if report.host_reachable else 0.0)
         nodes: set[str] = set()
         if report.host is not None:
@@ -113,7 +173,13 @@ class AgentMetrics:
             self.vm_usable.labels(vm=vm.vm_id).set(to_bytes(vm.usable_pages))
             self.guest_swap_in.labels(vm=vm.vm_id).set(vm.swap_in_pages_per_s)
             self.guest_swap_out.labels(vm=vm.vm_id).set(vm.swap_out_pages_per_s)
+            for verdict in Verdict:
+                self.verdict.labels(vm=vm.vm_id, verdict=verdict.value).set(
+                    1.0 if verdict.value == vm.verdict else 0.0
+                )
         for vm_id in self._vms - vms:
+            for verdict in Verdict:
+                self.verdict.remove(vm_id, verdict.value)
             for vm_gauge in (
                 self.vm_target,
                 self.vm_actual,

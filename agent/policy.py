@@ -32,6 +32,8 @@ from enum import StrEnum
 from typing import Any
 
 from agent.snapshot import HostSnapshot, VmSnapshot
+from agent.swapstorm import StormReport, StormVm, storm_report
+from agent.vmpolicy import DEFAULT_VM_POLICY, VmPolicy
 from balloon_common.config import ConfigError
 from balloon_common.pfns import PAGE_SIZE_BYTES
 
@@ -86,6 +88,25 @@ class PolicyConfig:
     pressure_available_fraction: float = 0.05
     """Guest available memory (fraction of its total) below which the guest is
     under pressure: at 5 % Linux is already in direct reclaim."""
+    storm_swap_pages_per_s_per_gib: float = 51200.0
+    """Swap traffic one GiB of working-set deficit makes, pages per tick (the
+    swap-storm model's k). A working set is touched about once every ten
+    ticks; each deficit page then costs a swap-out and a swap-in per pass:
+    2 * 262144 / 10 pages, rounded to 200 MiB/s. Per VM, [guest.policy]
+    swap_pages_per_s_per_gib overrides it."""
+    storm_safe_bandwidth_fraction: float = 0.5
+    """Fraction of the swap device's bandwidth the policy may plan to use:
+    past half, queueing delay grows fast and every guest's faults stall."""
+    converge_timeout_s: float = 60.0
+    """Ticks a balloon may go without getting a dead band closer to its target
+    before the agent escalates: twelve rounds, far more than a healthy
+    driver needs for one step."""
+    migrate_after_s: float = 120.0
+    """Ticks host free memory may stay below the threshold before the agent
+    asks for a VM to be moved: enough for balloons to move several steps."""
+    reclaim_hold_s: float = 60.0
+    """Ticks the policy keeps an operator's Reclaim from being given back as
+    surplus: long enough for the operator's need to be met."""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], where: str = "policy") -> PolicyConfig:
@@ -115,12 +136,25 @@ class PolicyConfig:
         ):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{where}.{name}: must be in [0, 1)")
-        if not 0.0 < self.max_step_fraction <= 1.0:
-            raise ConfigError(f"{where}.max_step_fraction: must be in (0, 1]")
-        for name in ("target_ratio", "interval_s", "stale_after_s"):
+        for name in ("max_step_fraction", "storm_safe_bandwidth_fraction"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"{where}.{name}: must be in (0, 1]")
+        for name in (
+            "target_ratio",
+            "interval_s",
+            "stale_after_s",
+            "converge_timeout_s",
+            "migrate_after_s",
+        ):
             if not getattr(self, name) > 0.0:
                 raise ConfigError(f"{where}.{name}: must be positive")
-        for name in ("floor_margin_mib", "dead_band_mib", "pressure_swap_pages_per_s"):
+        for name in (
+            "floor_margin_mib",
+            "dead_band_mib",
+            "pressure_swap_pages_per_s",
+            "storm_swap_pages_per_s_per_gib",
+            "reclaim_hold_s",
+        ):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"{where}.{name}: must not be negative")
 
@@ -152,6 +186,21 @@ class Reason(StrEnum):
     """Not in C: the policy leaves this VM's target alone."""
     STEADY = "steady"
     """In C, nothing to do this round."""
+    RMAX = "rmax"
+    """Inflated because R is above R_max, the swap-storm model's limit, which
+    is below the target ratio."""
+    RECLAIM = "reclaim"
+    """Set by an operator's Reclaim, page batch by batch at least cost."""
+    RECLAIM_HOLD = "reclaim_hold"
+    """Kept from deflating while a Reclaim holds it."""
+    BACKOFF = "backoff"
+    """Changes to this VM failed in a row; it is left alone for a while."""
+    STALLED = "stalled"
+    """The balloon stopped converging: the target is lowered to what it reached."""
+    RELEASE = "escalate_release"
+    """The balloon stopped converging under guest pressure: fully released."""
+    MIGRATION = "migration"
+    """The agent asked for this VM to be moved to another host."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +354,10 @@ class Plan:
     """Pages the policy offered back to guests this round."""
     host_swap: SwapRate
     """Host swap rate."""
+    storm: StormReport | None = None
+    """The swap-storm model at this snapshot (R_max and its evidence)."""
+    effective_target_ratio: float = 0.0
+    """min(target ratio, R_max): the ratio this round planned for."""
 
     @property
     def need_pages(self) -> int:
@@ -458,11 +511,13 @@ def decide(
     config: PolicyConfig,
     *,
     manual_targets: Mapping[str, int] | None = None,
+    vm_policies: Mapping[str, VmPolicy] | None = None,
 ) -> Plan:
     """One round of the policy. Pure: depends on its arguments alone.
 
     `manual_targets` maps a pinned vm_id to the operator's balloon target in
     pages; such a VM keeps it, floor or not, and still counts in R.
+    `vm_policies` carries per-VM settings (the swap-storm model's rate).
     """
     previous = previous_view or EMPTY_VIEW
     pins = dict(manual_targets or {})
@@ -496,6 +551,11 @@ def decide(
     n_pages = sum(vm.guest_pages for vm in snapshot.vms if not assessments[vm.vm_id].controllable)
     available = total - reserve - n_pages
     ratio_now = overcommit_ratio(sum(vm.guest_pages - vm.target_pages for vm in in_c), available)
+    storm = swap_storm(snapshot, assessments, ratio_now, config, vm_policies or {})
+    # Never plan past R_max: the ratio aimed for is the lower of the two.
+    effective_ratio = config.target_ratio
+    if storm.known and storm.max_ratio < effective_ratio:
+        effective_ratio = storm.max_ratio
 
     targets = {vm.vm_id: vm.target_pages for vm in snapshot.vms}
     reasons: dict[str, Reason] = {}
@@ -519,17 +579,23 @@ def decide(
             targets[vm.vm_id] = limit
             reasons[vm.vm_id] = Reason.FLOOR
 
-    # 2. Guest pressure: give memory back one step, take none this round.
+    # 2. Guest pressure: give memory back one step, take none this round. A
+    # balloon still inflating is stopped where it is, not reversed: the next
+    # round deflates it once it has arrived. (Floors, above, are the one rule
+    # that may reverse a moving balloon: a floor is never crossed.)
     for vm in policy_vms:
         if assessments[vm.vm_id].pressure is not None:
             step = config.max_step_pages(vm.guest_pages)
-            targets[vm.vm_id] = max(0, targets[vm.vm_id] - step)
+            lowered = max(0, targets[vm.vm_id] - step)
+            if _moving(vm, dead_band) > 0:
+                lowered = max(lowered, min(targets[vm.vm_id], vm.actual_pages))
+            targets[vm.vm_id] = lowered
             # If the floor rule fired too, this reason replaces "floor".
             reasons[vm.vm_id] = Reason.GUEST_PRESSURE
     free_vms = [vm for vm in policy_vms if vm.vm_id not in reasons]
 
     usable_sum = sum(vm.guest_pages - targets[vm.vm_id] for vm in in_c)
-    ratio_budget = config.target_ratio * available
+    ratio_budget = effective_ratio * available
     need_ratio = max(0, math.ceil(usable_sum - ratio_budget))
     # Free memory as it will be once attached balloons reach their targets:
     # without this, each round would ask again for pages already on the way
@@ -550,6 +616,8 @@ def decide(
     if need > 0:
         # 3. Inflate the others in proportion to their room above the floor.
         move_reason = Reason.RATIO if need_ratio >= need_free else Reason.FREE_THRESHOLD
+        if move_reason == Reason.RATIO and effective_ratio < config.target_ratio:
+            move_reason = Reason.RMAX
         room: dict[str, int] = {}
         for vm in free_vms:
             headroom = assessments[vm.vm_id].max_balloon_pages - targets[vm.vm_id]
@@ -626,4 +694,27 @@ def decide(
         need_free_pages=need_free,
         surplus_pages=surplus,
         host_swap=host_sample.rate,
+        storm=storm,
+        effective_target_ratio=effective_ratio,
+    )
+
+
+def swap_storm(
+    snapshot: HostSnapshot,
+    assessments: Mapping[str, VmAssessment],
+    ratio: float,
+    config: PolicyConfig,
+    vm_policies: Mapping[str, VmPolicy],
+) -> StormReport:
+    """The swap-storm model over C (the VMs with a known working set)."""
+    vms: list[StormVm] = []
+    for vm in snapshot.vms:
+        seen = assessments[vm.vm_id]
+        if not seen.controllable or seen.ws_pages is None:
+            continue
+        own = vm_policies.get(vm.vm_id, DEFAULT_VM_POLICY).swap_pages_per_s_per_gib
+        rate = config.storm_swap_pages_per_s_per_gib if own is None else own
+        vms.append(StormVm(vm.vm_id, vm.guest_pages, seen.ws_pages, rate))
+    return storm_report(
+        vms, ratio, snapshot.swap_bandwidth_bytes_per_s, config.storm_safe_bandwidth_fraction
     )

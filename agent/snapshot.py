@@ -7,6 +7,7 @@ are untrusted: a field that is unset or carries a sentinel is `None`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ class GuestStatsSample:
     """Memory the guest could use without swapping, in bytes."""
     working_set_bytes: int | None
     """The guest's working-set estimate, in bytes."""
+    free_bytes: int | None = None
+    """Memory the guest holds free, in bytes."""
+    major_faults_total: int | None = None
+    """Major faults (reads from the virtual disk) since boot (cumulative)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,19 @@ class VmSnapshot:
     """Guest pages that live in host swap, in pages."""
     stall_s_total: float
     """Ticks this VM has waited on host swap (cumulative)."""
+    host_pswpin_total: int = 0
+    """This VM's pages read back from host swap (cumulative)."""
+    host_pswpout_total: int = 0
+    """This VM's pages written to host swap (cumulative)."""
+    resident_pages: int = 0
+    """Guest pages backed by a host frame, in pages."""
+    remote_pages: int = 0
+    """Resident pages on a node other than home_node, in pages."""
+    backing: str = ""
+    """"4k" or "2m" (pinned huge pages) as the host reports it; "" if it does not."""
+    node_pages: Mapping[int, int] | None = None
+    """Resident pages per NUMA node; None until the Host API reports them
+    (VmState has only the remote total today)."""
 
     @property
     def usable_pages(self) -> int:
@@ -100,6 +118,8 @@ class HostSnapshot:
     """Pages written to host swap (cumulative)."""
     vms: tuple[VmSnapshot, ...]
     """Every VM, sorted by vm_id."""
+    swap_bandwidth_bytes_per_s: float | None = None
+    """The host swap device's throughput, bytes per tick; None if not reported."""
 
     def vm(self, vm_id: str) -> VmSnapshot | None:
         """The VM called `vm_id`, or None."""
@@ -128,6 +148,8 @@ def stats_from_proto(stats: Any) -> GuestStatsSample | None:
         total_bytes=_known(stats, "total_bytes"),
         available_bytes=_known(stats, "available_bytes"),
         working_set_bytes=_known(stats, "working_set_bytes"),
+        free_bytes=_known(stats, "free_bytes"),
+        major_faults_total=_known(stats, "major_faults_total"),
     )
 
 
@@ -149,6 +171,12 @@ def vm_from_proto(vm: Any) -> VmSnapshot:
         stats_age_s=age if age >= 0 else None,
         host_swapped_pages=int(vm.host_swapped_pages),
         stall_s_total=float(vm.stall_s_total),
+        host_pswpin_total=int(vm.pswpin_total),
+        host_pswpout_total=int(vm.pswpout_total),
+        resident_pages=int(vm.resident_pages),
+        remote_pages=int(vm.remote_pages),
+        # Read defensively: older Host API builds have no `backing` field.
+        backing=str(getattr(vm, "backing", "")),
     )
 
 
@@ -174,4 +202,7 @@ def host_from_proto(host: Any, vms: Any) -> HostSnapshot:
         pswpin_total=int(host.swap.pswpin_total),
         pswpout_total=int(host.swap.pswpout_total),
         vms=tuple(sorted((vm_from_proto(v) for v in vms.vms), key=lambda v: v.vm_id)),
+        swap_bandwidth_bytes_per_s=(
+            float(host.swap.bandwidth_bytes_per_s) if host.swap.bandwidth_bytes_per_s > 0 else None
+        ),
     )

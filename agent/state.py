@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from agent.control import EMPTY_DIAG_VIEW, DiagView, Hold
+from agent.diagnosis import Diagnosis, Verdict
+from agent.migration import MigrationRequest, Shortfall
 from agent.policy import Plan, PolicyConfig, PolicyView, overcommit_ratio
+from agent.robust import Escalation, Track
 from agent.snapshot import HostSnapshot
+from agent.vmpolicy import VmPolicy
 from balloon_common.pfns import PAGE_SIZE_BYTES
 
 
@@ -29,6 +35,21 @@ class AgentState:
     last_reasons: dict[str, str] = field(default_factory=dict)
     host_reachable: bool = False
     decisions_total: int = 0
+    vm_policies: dict[str, VmPolicy] = field(default_factory=dict)
+    """Per-VM settings from the config's vm_policy."""
+    tracks: dict[str, Track] = field(default_factory=dict)
+    """Convergence and back-off records, by vm_id."""
+    holds: dict[str, Hold] = field(default_factory=dict)
+    """Reclaim holds, by vm_id."""
+    escalations: dict[str, Escalation] = field(default_factory=dict)
+    """Escalations of the latest round, by vm_id."""
+    diag_view: DiagView = EMPTY_DIAG_VIEW
+    diagnoses: dict[str, Diagnosis] = field(default_factory=dict)
+    """Latest swap diagnosis, by vm_id."""
+    shortfall: Shortfall | None = None
+    """Since when host free memory has been below the threshold."""
+    migration: MigrationRequest | None = None
+    """The standing migration request, if any."""
 
     def record_target(self, vm_id: str, target_pages: int, generation: int) -> None:
         """Folds a target the host accepted into the latest snapshot."""
@@ -45,9 +66,20 @@ class AgentState:
     def forget_departed(self) -> None:
         """Drops pins and reasons of VMs the host no longer lists."""
         present = {vm.vm_id for vm in self.snapshot.vms} if self.snapshot else set()
-        for table in (self.pins, self.last_reasons):
-            for vm_id in [k for k in table if k not in present]:
-                del table[vm_id]
+        for table in (
+            self.pins,
+            self.last_reasons,
+            self.tracks,
+            self.holds,
+            self.escalations,
+            self.diagnoses,
+        ):
+            _drop_absent(table, present)
+
+
+def _drop_absent(table: dict[str, Any], present: set[str]) -> None:
+    for vm_id in [k for k in table if k not in present]:
+        del table[vm_id]
 
 
 @dataclass(frozen=True)
@@ -86,6 +118,12 @@ class VmReport:
     """Guest pages in host swap."""
     stall_s_total: float
     """Ticks spent waiting on host swap."""
+    verdict: str = Verdict.UNKNOWN.value
+    """Swap diagnosis verdict."""
+    escalation: str = ""
+    """Escalation of the latest round ("stall", "release", "migrate") or ""."""
+    hold_pages: int = 0
+    """Balloon target a Reclaim holds, in pages (0: none)."""
 
     @property
     def usable_pages(self) -> int:
@@ -144,6 +182,16 @@ class Report:
     """Hypervisor tick of the snapshot."""
     host_reachable: bool
     """False while the host is not answering: the numbers are stale."""
+    max_ratio: float = math.nan
+    """R_max of the swap-storm model (inf: no limit; NaN: unknown)."""
+    effective_target_ratio: float = 0.0
+    """min(target ratio, R_max): what the policy plans for."""
+    storm_swap_pages_per_s: float = math.nan
+    """Swap traffic the model predicts at the current R, pages per tick."""
+    storm_budget_pages_per_s: float = math.nan
+    """The model's safe share of swap bandwidth, pages per tick."""
+    migration: MigrationRequest | None = None
+    """The standing migration request."""
 
 
 def _rate(value: float | None) -> float:
@@ -164,6 +212,7 @@ def build_report(state: AgentState) -> Report:
             decisions_total=state.decisions_total,
             now_s=0.0,
             host_reachable=state.host_reachable,
+            effective_target_ratio=config.target_ratio,
         )
     plan = state.plan
     assessments = plan.assessments if plan is not None else {}
@@ -196,9 +245,23 @@ def build_report(state: AgentState) -> Report:
                 generation=vm.generation,
                 host_swapped_pages=vm.host_swapped_pages,
                 stall_s_total=vm.stall_s_total,
+                verdict=(
+                    state.diagnoses[vm.vm_id].verdict.value
+                    if vm.vm_id in state.diagnoses
+                    else Verdict.UNKNOWN.value
+                ),
+                escalation=(
+                    state.escalations[vm.vm_id].value if vm.vm_id in state.escalations else ""
+                ),
+                hold_pages=(
+                    state.holds[vm.vm_id].target_pages
+                    if vm.vm_id in state.holds and snapshot.now_s < state.holds[vm.vm_id].until_s
+                    else 0
+                ),
             )
         )
     host_swap = plan.host_swap if plan is not None else None
+    storm = plan.storm if plan is not None else None
     return Report(
         host=HostReport(
             total_pages=snapshot.total_pages,
@@ -219,6 +282,13 @@ def build_report(state: AgentState) -> Report:
         decisions_total=state.decisions_total,
         now_s=snapshot.now_s,
         host_reachable=state.host_reachable,
+        max_ratio=storm.max_ratio if storm is not None else math.nan,
+        effective_target_ratio=(
+            plan.effective_target_ratio if plan is not None else config.target_ratio
+        ),
+        storm_swap_pages_per_s=storm.swap_now_pages_per_s if storm is not None else math.nan,
+        storm_budget_pages_per_s=storm.budget_pages_per_s if storm is not None else math.nan,
+        migration=state.migration,
     )
 
 

@@ -1,5 +1,6 @@
-"""Serving helpers: gRPC servers with health checks, a /metrics endpoint, the
-ready file the launcher waits for, and clean shutdown on SIGTERM or SIGINT.
+"""Serving helpers: gRPC servers with health checks and server reflection, a
+/metrics endpoint, the ready file the launcher waits for, and clean shutdown on
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -40,14 +42,18 @@ async def start_grpc_server(
     """Starts a server on `address` (port 0 picks a free port).
 
     `register` adds the servicers and returns their full service names, which
-    are reported SERVING by the standard health service. Returns the server,
-    the bound address and the health servicer.
+    are reported SERVING by the standard health service. Server reflection
+    lists them with the health and reflection services, so a client holding no
+    .proto files (grpcurl, buf curl) can discover and call every method.
+    Returns the server, the bound address and the health servicer.
     """
     host, _ = split_address(address)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     names = list(register(server))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise ListenAddressError(f"cannot listen on {address}")

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("wire",)
+BENCHMARKS = ("wire", "host")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,14 +15,18 @@ from balloon_common import logs
 from balloon_common.clock import LabClock
 from balloon_common.config import ConfigError, load_json
 from balloon_common.serving import run_until_signalled, start_metrics_server, write_ready_file
+from hypervisor_mock.device_model.shared import open_shared_window
 
 from .config import GuestConfig, parse_config
 from .driver import BalloonDriver
 from .guest import Guest
 from .memory import GuestMemory
 from .metrics import GuestMetrics
+from .mmio import MmioTransport
+from .mmio_grpc import GrpcMmioBus
 from .trace import ConstantWorkload, TraceError, TraceWorkload, Workload, load_bitbrains
-from .transport import GrpcTransport
+from .transport import GrpcTransport, HostTransport
+from .virtqueue import window_bytes
 
 log = structlog.get_logger(__name__)
 
@@ -58,10 +62,18 @@ async def serve(
     metrics = GuestMetrics(registry, config.vm_id)
     memory = GuestMemory(config.memory, np.random.default_rng(config.seed))
     transport = GrpcTransport(config.hypervisor, config.token)
+    balloon: HostTransport = transport
+    bus: GrpcMmioBus | None = None
+    if config.transport == "mmio" and config.shared_file is not None:
+        bus = GrpcMmioBus(config.hypervisor, config.token)
+        window = open_shared_window(config.shared_file, window_bytes())
+        balloon = MmioTransport(
+            bus, window, vm_id=config.vm_id, guest_pages=config.memory.guest_pages
+        )
     driver = (
         BalloonDriver(
             memory,
-            transport,
+            balloon,
             metrics,
             vm_id=config.vm_id,
             features=config.driver.features,
@@ -94,7 +106,11 @@ async def serve(
                     write_ready_file(ready_file, **ready, attached=True)
             else:
                 write_ready_file(ready_file, **ready, attached=False)
-            log.info("guest_started", attached=driver is not None and driver.attached)
+            log.info(
+                "guest_started",
+                attached=driver is not None and driver.attached,
+                transport=config.transport,
+            )
             await stop.wait()
             raise _Stopping
     except* _Stopping:
@@ -104,6 +120,8 @@ async def serve(
             metrics_server.close()
             await metrics_server.wait_closed()
         await transport.close()
+        if bus is not None:
+            await bus.close()
         log.info("guest_stopped")
 
 

@@ -69,6 +69,10 @@ class GuestConfig:
     """Seed of the guest's random accesses."""
     clock: ClockConfig
     """The lab clock."""
+    transport: str = "hypercall"
+    """How the balloon driver reaches the host: "hypercall" (paravirtual) or "mmio" (emulated)."""
+    shared_file: Path | None = None
+    """mmio only: the file shared with the device model, holding the virtqueues."""
 
 
 def _number(raw: dict[str, Any], key: str, where: str, default: float | None = None) -> float:
@@ -189,8 +193,14 @@ def parse_config(raw: dict[str, Any]) -> GuestConfig:
         raw,
         where,
         {"vm_id", "guest_pages", "token", "hypervisor", "trace", "clock"},
-        {"driver", "memory", "tick_s", "seed"},
+        {"driver", "memory", "tick_s", "seed", "transport", "shared_file"},
     )
+    transport = raw.get("transport", "hypercall")
+    if transport not in ("hypercall", "mmio"):
+        raise ConfigError("transport: must be 'hypercall' or 'mmio'")
+    shared_file = Path(_string(raw, "shared_file", where)) if "shared_file" in raw else None
+    if transport == "mmio" and shared_file is None:
+        raise ConfigError("shared_file: the mmio transport needs the file shared with the device")
     guest_pages = _integer(raw, "guest_pages", where)
     if guest_pages <= 0:
         raise ConfigError("guest_pages: must be positive")
@@ -212,4 +222,6 @@ def parse_config(raw: dict[str, Any]) -> GuestConfig:
         tick_s=tick_s,
         seed=_integer(raw, "seed", where, 1),
         clock=clock,
+        transport=transport,
+        shared_file=shared_file,
     )

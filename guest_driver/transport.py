@@ -8,7 +8,9 @@ exception classes: `HostUnreachable` (transient: back off and retry) and
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -88,6 +90,8 @@ class AttachInfo:
     """Pages the host holds as ballooned."""
     ballooned_gpfns: Gpfns
     """Those pages, for reconciling after a restart."""
+    poison_val: int = 0
+    """PAGE_POISON: the fill value the host stored (0 when not negotiated)."""
 
 
 @dataclass(frozen=True)
@@ -177,11 +181,18 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
-def _translate(exc: grpc.aio.AioRpcError) -> TransportError:
+def translate_error(exc: grpc.aio.AioRpcError) -> TransportError:
+    """A failed call as the driver sees it: transient (HostUnreachable) or refused."""
     code = exc.code()
     if code in _TRANSIENT_CODES:
         return HostUnreachable(f"{code.name}: {exc.details()}")
     return HostRefused(code.name, exc.details() or "")
+
+
+_translate = translate_error
+
+
+_STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _target(message: types_pb2.BalloonTarget) -> Target:
@@ -198,20 +209,79 @@ def _batch_reply(reply: hypercall_pb2.BalloonReply) -> BatchReply:
 
 
 class GrpcTransport:
-    """HostTransport and VcpuChannel over one gRPC channel to the hypervisor."""
+    """HostTransport and VcpuChannel over one gRPC channel to the hypervisor.
 
-    def __init__(self, address: str, token: str) -> None:
+    Inflate and deflate batches travel on one long-lived Balloon stream when the
+    host offered it at Attach (one message each way per batch instead of a
+    unary call); with an older host they fall back to the unary calls.
+    """
+
+    def __init__(self, address: str, token: str, poison_val: int = 0) -> None:
         self._channel = grpc.aio.insecure_channel(address)
         self._hypercall = hypercall_pb2_grpc.HypercallStub(self._channel)
         self._vcpu = vcpu_pb2_grpc.VcpuStub(self._channel)
         self._metadata = call_metadata(token)
+        self._poison_val = poison_val
+        self._stream_offered = False
+        self._stream: grpc.aio.StreamStreamCall | None = None
+        self._stream_lock = asyncio.Lock()
+        self._batch_ids = itertools.count(1)
+
+    @property
+    def streaming(self) -> bool:
+        """Batches go over the Balloon stream (the host offered it at the last Attach)."""
+        return self._stream_offered
 
     async def close(self) -> None:
+        self._drop_stream()
         await self._channel.close()
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.cancel()
+            self._stream = None
+
+    async def _streamed(
+        self, gpfns: Gpfns, generation: int, *, deflate: bool, on_oom: bool
+    ) -> BatchReply:
+        """One batch on the Balloon stream, opened on first use; one batch in flight at a time."""
+        batch = hypercall_pb2.BalloonBatch(
+            batch_id=next(self._batch_ids),
+            deflate=deflate,
+            pages=hypercall_pb2.BalloonPages(
+                pfns_le32=pack(gpfns), generation=generation, on_oom=on_oom
+            ),
+        )
+        async with self._stream_lock:
+            if self._stream is None:
+                self._stream = self._hypercall.Balloon(metadata=self._metadata)
+            stream = self._stream
+            try:
+                await stream.write(batch)
+                reply = await asyncio.wait_for(stream.read(), CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as exc:
+                self._drop_stream()
+                raise _translate(exc) from exc
+            except TimeoutError:
+                self._drop_stream()
+                raise HostUnreachable("Balloon: no reply within the deadline") from None
+            if reply is grpc.aio.EOF:
+                self._drop_stream()
+                raise HostUnreachable("Balloon: stream ended")
+        assert isinstance(reply, hypercall_pb2.BalloonBatchReply)
+        if reply.batch_id != batch.batch_id:
+            self._drop_stream()
+            raise HostUnreachable(f"Balloon: reply to batch {reply.batch_id}, not {batch.batch_id}")
+        if reply.status_code:
+            code = _STATUS_BY_NUMBER.get(reply.status_code, grpc.StatusCode.UNKNOWN)
+            raise HostRefused(code.name, reply.status_message)
+        return _batch_reply(reply.reply)
 
     async def attach(self, offered: Feature) -> AttachInfo:
         request = hypercall_pb2.AttachRequest(
-            offered_features=int(offered), driver_version=DRIVER_VERSION
+            offered_features=int(offered),
+            driver_version=DRIVER_VERSION,
+            poison_val=self._poison_val,
         )
         try:
             reply = await self._hypercall.Attach(
@@ -219,6 +289,8 @@ class GrpcTransport:
             )
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
+        self._drop_stream()
+        self._stream_offered = reply.balloon_stream
         return AttachInfo(
             vm_id=reply.vm_id,
             accepted_features=Feature(reply.accepted_features & int(offered)),
@@ -228,9 +300,12 @@ class GrpcTransport:
             target=_target(reply.target),
             actual_pages=reply.actual_pages,
             ballooned_gpfns=unpack(reply.ballooned_pfns_le32, field="ballooned_pfns_le32"),
+            poison_val=reply.poison_val,
         )
 
     async def inflate(self, gpfns: Gpfns, generation: int) -> BatchReply:
+        if self._stream_offered:
+            return await self._streamed(gpfns, generation, deflate=False, on_oom=False)
         request = hypercall_pb2.BalloonPages(pfns_le32=pack(gpfns), generation=generation)
         try:
             reply = await self._hypercall.Inflate(
@@ -241,6 +316,8 @@ class GrpcTransport:
         return _batch_reply(reply)
 
     async def deflate(self, gpfns: Gpfns, generation: int, *, on_oom: bool) -> BatchReply:
+        if self._stream_offered:
+            return await self._streamed(gpfns, generation, deflate=True, on_oom=on_oom)
         request = hypercall_pb2.BalloonPages(
             pfns_le32=pack(gpfns), generation=generation, on_oom=on_oom
         )

@@ -26,6 +26,7 @@ from balloon_common.serving import (
 from hypervisor_mock.config import ServiceConfig, parse_config
 from hypervisor_mock.errors import SeedError
 from hypervisor_mock.host import Host
+from hypervisor_mock.mmio_service import DEVICE_MODEL, ExitRouter, add_mmio_servicers
 from hypervisor_mock.service import OPERATOR, HypervisorShell, add_servicers
 
 log = structlog.get_logger(__name__)
@@ -55,11 +56,14 @@ async def serve(
     """Serves until `stop` is set, then stops the servers in order."""
     registry = CollectorRegistry(auto_describe=True)
     tokens = {**config.vm_tokens, OPERATOR: config.operator_token}
+    if config.device_model_token is not None:
+        tokens[DEVICE_MODEL] = config.device_model_token
     shell = HypervisorShell(
         host, Authenticator(tokens), LabClock(config.clock), registry, config.stats_interval_s
     )
+    router = ExitRouter(registry)
     server, grpc_address, health = await start_grpc_server(
-        args.listen, lambda s: add_servicers(s, shell)
+        args.listen, lambda s: add_servicers(s, shell) + add_mmio_servicers(s, shell, router)
     )
     try:
         metrics, metrics_address = await start_metrics_server(registry, args.metrics_listen)
@@ -78,6 +82,7 @@ async def serve(
             metrics.close()
             await metrics.wait_closed()
     finally:
+        router.close()
         await shell.close()
         await stop_grpc_server(server, health)
 

@@ -2,8 +2,10 @@
 
 Orders run 0..10 as in Linux. Free lists are insertion-ordered dicts keyed by
 the block's offset in the node (a plain `set` degrades under churn). Offsets
-and alignment are relative to the node's first frame; `free_order` is the
-node's slice of the host frame table (-1 unless the frame heads a free block).
+and alignment are relative to the node's first frame. An optional
+`free_order` array mirrors the lists per frame (-1 unless the frame heads a
+free block) for callers that want it; the host does without it, since a
+per-frame mirror would cost a byte for every frame of a 1 TiB host.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ NOT_HEAD = -1
 
 
 class BuddyAllocator:
-    """Free lists of one node, kept in step with its `free_order` slice."""
+    """Free lists of one node, kept in step with its `free_order` array when given one."""
 
-    def __init__(self, size_pages: int, free_order: npt.NDArray[np.int8]) -> None:
-        if free_order.shape != (size_pages,):
+    def __init__(self, size_pages: int, free_order: npt.NDArray[np.int8] | None = None) -> None:
+        if free_order is not None and free_order.shape != (size_pages,):
             raise ValueError("free_order must have one entry per frame of the node")
         self.size_pages = size_pages
         self._free_order = free_order
@@ -52,7 +54,8 @@ class BuddyAllocator:
         else:
             return None
         offset, _ = self._lists[found].popitem()
-        self._free_order[offset] = NOT_HEAD
+        if self._free_order is not None:
+            self._free_order[offset] = NOT_HEAD
         self.free_pages -= 1 << found
         while found > order:
             found -= 1
@@ -63,10 +66,12 @@ class BuddyAllocator:
         """Returns a block, merging it with its buddy while the buddy is free and whole."""
         while order < MAX_ORDER:
             buddy = offset ^ (1 << order)
-            if buddy + (1 << order) > self.size_pages or self._free_order[buddy] != order:
+            # the per-order dicts mirror free_order; a dict lookup is cheaper than numpy indexing
+            if buddy + (1 << order) > self.size_pages or buddy not in self._lists[order]:
                 break
             del self._lists[order][buddy]
-            self._free_order[buddy] = NOT_HEAD
+            if self._free_order is not None:
+                self._free_order[buddy] = NOT_HEAD
             self.free_pages -= 1 << order
             offset = min(offset, buddy)
             order += 1
@@ -94,7 +99,8 @@ class BuddyAllocator:
 
     def _push(self, offset: int, order: int) -> None:
         self._lists[order][offset] = None
-        self._free_order[offset] = order
+        if self._free_order is not None:
+            self._free_order[offset] = order
         self.free_pages += 1 << order
 
 

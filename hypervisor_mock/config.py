@@ -15,11 +15,14 @@ from hypervisor_mock.buddy import NUM_ORDERS
 
 MAX_VMS = 32000
 """The frame table stores the owning VM's index in an int16."""
-MAX_FRAMES = 2**31 - 1
-"""Host frames and guest pages are stored as int32."""
+MAX_FRAMES = 2**31 - 2
+"""Host frames and guest pages are stored as int32; an EPT word needs room for -3 - hfn."""
 LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
 """Default NUMA distances, as the kernel reports them without an SLIT table."""
+HUGE_PAGE_FRAMES = 512
+"""4 KiB frames in one 2 MiB huge page (order 9)."""
+MAX_CORES = 4096
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,32 @@ class BuddyinfoSeed:
 
 
 @dataclass(frozen=True)
+class WatermarkConfig:
+    """Watermarks given explicitly (e.g. copied from a /proc/zoneinfo capture)."""
+
+    min_pages: int
+    """zoneinfo `min`, pages."""
+    low_pages: int
+    """zoneinfo `low`, pages."""
+    high_pages: int
+    """zoneinfo `high`, pages."""
+
+
+@dataclass(frozen=True)
+class ZoneConfig:
+    zone: str
+    """Zone name (DMA, DMA32, Normal, Movable)."""
+    total_pages: int
+    """Frames of the zone; zones lie in the node in the order given."""
+    buddyinfo: BuddyinfoSeed | None
+    """Captured free lists to start from, or None."""
+    reserved_fraction: float
+    """Without buddyinfo: share of the zone the host keeps, at the zone's start."""
+    watermarks: WatermarkConfig | None
+    """Explicit watermarks, or None to compute them as Linux does."""
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node: int
     """NUMA node index; nodes are numbered 0.. in order."""
@@ -44,6 +73,8 @@ class NodeConfig:
     """Captured free lists to start from, or None for an empty node."""
     reserved_fraction: float
     """Without buddyinfo: share of the node the host keeps, at the node's start."""
+    zones: tuple[ZoneConfig, ...] = ()
+    """The node's zones, low addresses first; empty means one Normal zone of the node."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,18 @@ class VmConfig:
     """NUMA node its frames come from first."""
     balloon_capable: bool
     """Whether the scenario gave the VM a balloon device."""
+    backing: Literal["4k", "2m"] = "4k"
+    """Host page size backing the guest: 4 KiB frames, or pinned 2 MiB huge pages."""
+    vcpu_cores: tuple[int, ...] = ()
+    """Host core of each vCPU; empty means one vCPU on the home node's first core."""
+
+
+@dataclass(frozen=True)
+class TlbConfig:
+    cores: int = 4
+    """Host cores (C); cores are split evenly over the nodes, in order."""
+    entries_per_core: int = 64
+    """Translations each core's TLB holds (N)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +118,11 @@ class HostConfig:
     """NUMA distance matrix, nodes x nodes."""
     swap: SwapConfig
     vms: tuple[VmConfig, ...]
+    min_free_kbytes: int | None = None
+    """vm.min_free_kbytes; None computes it from the host's memory as Linux does."""
+    tlb: TlbConfig = TlbConfig()
+    local_access_latency_ns: float = 80.0
+    """Latency of a memory access at NUMA distance 10; others scale by distance / 10."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +134,8 @@ class ServiceConfig:
     stats_interval_s: float
     """Ticks between two stats buffers asked of each guest."""
     clock: ClockConfig
+    device_model_token: str | None = None
+    """The device model's credential (emulated virtio-mmio path); None: no device model."""
 
 
 def _int(raw: Any, where: str, minimum: int = 0, maximum: int = MAX_FRAMES) -> int:
@@ -143,25 +193,89 @@ def _seed(raw: Any, where: str) -> BuddyinfoSeed | None:
     )
 
 
+def _zones(raw: Any, where: str) -> tuple[ZoneConfig, ...]:
+    if raw is None:
+        return ()
+    zones: list[ZoneConfig] = []
+    for i, item in enumerate(_list(raw, where)):
+        at = f"{where}[{i}]"
+        item = _object(item, at)
+        check_keys(
+            item, at, {"zone", "total_pages"}, {"buddyinfo", "reserved_fraction", "watermarks"}
+        )
+        name = _string(item["zone"], f"{at}.zone")
+        if any(z.zone == name for z in zones):
+            raise ConfigError(f"{at}.zone: duplicate zone {name!r}")
+        marks = None
+        if item.get("watermarks") is not None:
+            wm = _object(item["watermarks"], f"{at}.watermarks")
+            check_keys(wm, f"{at}.watermarks", {"min_pages", "low_pages", "high_pages"}, set())
+            marks = WatermarkConfig(
+                *(
+                    _int(wm[k], f"{at}.watermarks.{k}")
+                    for k in ("min_pages", "low_pages", "high_pages")
+                )
+            )
+            if not marks.min_pages <= marks.low_pages <= marks.high_pages:
+                raise ConfigError(f"{at}.watermarks: expected min_pages <= low_pages <= high_pages")
+        zones.append(
+            ZoneConfig(
+                zone=name,
+                total_pages=_int(item["total_pages"], f"{at}.total_pages", 1),
+                buddyinfo=_seed(item.get("buddyinfo"), f"{at}.buddyinfo"),
+                reserved_fraction=_float(
+                    item.get("reserved_fraction", 0.0), f"{at}.reserved_fraction", 0.0, 1.0
+                ),
+                watermarks=marks,
+            )
+        )
+    if not zones:
+        raise ConfigError(f"{where}: at least one zone is needed")
+    return tuple(zones)
+
+
+def _tlb(raw: Any) -> TlbConfig:
+    if raw is None:
+        return TlbConfig()
+    raw = _object(raw, "tlb")
+    check_keys(raw, "tlb", set(), {"cores", "entries_per_core"})
+    default = TlbConfig()
+    return TlbConfig(
+        cores=_int(raw.get("cores", default.cores), "tlb.cores", 1, MAX_CORES),
+        entries_per_core=_int(
+            raw.get("entries_per_core", default.entries_per_core), "tlb.entries_per_core", 0, 65536
+        ),
+    )
+
+
 def parse_host(raw: dict[str, Any]) -> HostConfig:
     """The host part of the config (nodes, distances, swap, vms)."""
     nodes: list[NodeConfig] = []
     for i, item in enumerate(_list(raw["nodes"], "nodes")):
         where = f"nodes[{i}]"
         item = _object(item, where)
-        check_keys(item, where, {"node", "total_pages"}, {"buddyinfo", "reserved_fraction"})
+        check_keys(
+            item, where, {"node", "total_pages"}, {"buddyinfo", "reserved_fraction", "zones"}
+        )
         if item["node"] != i:
             raise ConfigError(
                 f"{where}.node: nodes must be numbered 0.. in order, got {item['node']!r}"
             )
+        total_pages = _int(item["total_pages"], f"{where}.total_pages", 1)
+        zones = _zones(item.get("zones"), f"{where}.zones")
+        if zones and sum(z.total_pages for z in zones) != total_pages:
+            raise ConfigError(f"{where}.zones: zone sizes must add up to total_pages")
+        if zones and ("buddyinfo" in item or "reserved_fraction" in item):
+            raise ConfigError(f"{where}: with zones, give buddyinfo and reserved_fraction per zone")
         nodes.append(
             NodeConfig(
                 node=i,
-                total_pages=_int(item["total_pages"], f"{where}.total_pages", 1),
+                total_pages=total_pages,
                 buddyinfo=_seed(item.get("buddyinfo"), f"{where}.buddyinfo"),
                 reserved_fraction=_float(
                     item.get("reserved_fraction", 0.0), f"{where}.reserved_fraction", 0.0, 1.0
                 ),
+                zones=zones,
             )
         )
     if not nodes:
@@ -191,28 +305,59 @@ def parse_host(raw: dict[str, Any]) -> HostConfig:
         ),
         latency_s=_float(swap_raw.get("latency_s", 0.0), "swap.latency_s"),
     )
+    tlb = _tlb(raw.get("tlb"))
     vms: list[VmConfig] = []
     for i, item in enumerate(_list(raw["vms"], "vms")):
         where = f"vms[{i}]"
         item = _object(item, where)
-        check_keys(item, where, {"vm_id", "guest_pages", "home_node"}, {"balloon_capable", "token"})
+        check_keys(
+            item,
+            where,
+            {"vm_id", "guest_pages", "home_node"},
+            {"balloon_capable", "token", "backing", "vcpu_cores"},
+        )
         vm_id = _string(item["vm_id"], f"{where}.vm_id")
         if any(vm.vm_id == vm_id for vm in vms):
             raise ConfigError(f"{where}.vm_id: duplicate vm_id {vm_id!r}")
         capable = item.get("balloon_capable", True)
         if not isinstance(capable, bool):
             raise ConfigError(f"{where}.balloon_capable: expected true or false")
+        backing = item.get("backing", "4k")
+        if backing not in ("4k", "2m"):
+            raise ConfigError(f"{where}.backing: expected '4k' or '2m', got {backing!r}")
+        guest_pages = _int(item["guest_pages"], f"{where}.guest_pages", 1)
+        if backing == "2m" and guest_pages % HUGE_PAGE_FRAMES:
+            raise ConfigError(
+                f"{where}.guest_pages: a 2m-backed VM needs a multiple of {HUGE_PAGE_FRAMES} pages"
+            )
+        cores = tuple(
+            _int(c, f"{where}.vcpu_cores[{j}]", 0, tlb.cores - 1)
+            for j, c in enumerate(_list(item.get("vcpu_cores", []), f"{where}.vcpu_cores"))
+        )
         vms.append(
             VmConfig(
                 vm_id=vm_id,
-                guest_pages=_int(item["guest_pages"], f"{where}.guest_pages", 1),
+                guest_pages=guest_pages,
                 home_node=_int(item["home_node"], f"{where}.home_node", 0, count - 1),
                 balloon_capable=capable,
+                backing=backing,
+                vcpu_cores=cores,
             )
         )
     if len(vms) > MAX_VMS:
         raise ConfigError(f"vms: at most {MAX_VMS} VMs")
-    return HostConfig(tuple(nodes), distances, swap, tuple(vms))
+    min_free = raw.get("min_free_kbytes")
+    return HostConfig(
+        tuple(nodes),
+        distances,
+        swap,
+        tuple(vms),
+        min_free_kbytes=None if min_free is None else _int(min_free, "min_free_kbytes"),
+        tlb=tlb,
+        local_access_latency_ns=_float(
+            raw.get("local_access_latency_ns", 80.0), "local_access_latency_ns", 0.001
+        ),
+    )
 
 
 def parse_config(raw: dict[str, Any]) -> ServiceConfig:
@@ -221,7 +366,14 @@ def parse_config(raw: dict[str, Any]) -> ServiceConfig:
         raw,
         "config",
         {"nodes", "swap", "vms", "operator_token", "clock"},
-        {"distances", "stats_interval_s"},
+        {
+            "distances",
+            "stats_interval_s",
+            "min_free_kbytes",
+            "tlb",
+            "local_access_latency_ns",
+            "device_model_token",
+        },
     )
     host = parse_host(raw)
     tokens: dict[str, str] = {}
@@ -230,7 +382,14 @@ def parse_config(raw: dict[str, Any]) -> ServiceConfig:
             raise ConfigError(f"vms[{i}]: missing key 'token'")
         tokens[item["vm_id"]] = _string(item["token"], f"vms[{i}].token")
     operator_token = _string(raw["operator_token"], "operator_token")
+    device_model_token = None
+    if "device_model_token" in raw:
+        device_model_token = _string(raw["device_model_token"], "device_model_token")
+        if "device_model" in tokens:
+            raise ConfigError("vms[].vm_id: 'device_model' is the device model's principal")
     all_tokens = [*tokens.values(), operator_token]
+    if device_model_token is not None:
+        all_tokens.append(device_model_token)
     if len(set(all_tokens)) != len(all_tokens):
         raise ConfigError("vms[].token: every VM and the operator need distinct tokens")
     try:
@@ -243,4 +402,5 @@ def parse_config(raw: dict[str, Any]) -> ServiceConfig:
         operator_token=operator_token,
         stats_interval_s=_float(raw.get("stats_interval_s", 2.0), "stats_interval_s", 0.001),
         clock=clock,
+        device_model_token=device_model_token,
     )

@@ -77,6 +77,18 @@ class OomDeflateNotNegotiated(HostError):
     reason = "oom_deflate_not_negotiated"
 
 
+class FeatureNotNegotiated(HostError):
+    """A free page report or hint from a driver that did not negotiate that feature."""
+
+    reason = "feature_not_negotiated"
+
+
+class BadFreeBlock(HostError):
+    """A reported or hinted free block that is misaligned, too small or holds ballooned pages."""
+
+    reason = "bad_free_block"
+
+
 class SeedError(ValueError):
     """Captured buddy counts that cannot be placed in a node."""
 

@@ -8,10 +8,13 @@ Every refusal gets a status naming the field, one log line and a count.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import NoReturn
 
 import grpc
+import numpy as np
+import numpy.typing as npt
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -31,13 +34,18 @@ from balloon_common.auth import Authenticator
 from balloon_common.clock import Clock
 from balloon_common.pfns import MAX_BATCH_PFNS, PAGE_SIZE_BYTES, PfnListError, pack, unpack
 from hypervisor_mock import errors
+from hypervisor_mock.config import HUGE_PAGE_FRAMES
 from hypervisor_mock.host import (
+    HUGE_ORDER,
     MAX_ACCESS_BATCH_PFNS,
+    MAX_FREE_BLOCKS,
     BalloonTarget,
+    FreeReportResult,
     GuestStatsSample,
     Host,
     VmSnapshot,
 )
+from hypervisor_mock.transport_metrics import TransportMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +63,23 @@ STATUS_OF: dict[type[errors.HostError], grpc.StatusCode] = {
     errors.BatchTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.NotBallooned: grpc.StatusCode.FAILED_PRECONDITION,
     errors.OomDeflateNotNegotiated: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.FeatureNotNegotiated: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.BadFreeBlock: grpc.StatusCode.INVALID_ARGUMENT,
 }
 """gRPC status of each core refusal."""
+DEFAULT_RECLAIM_MAX_USED_PAGES = 64
+DEFAULT_RECLAIM_MAX_BLOCKS = 16
+MAX_RECLAIM_BLOCKS = 1024
+"""FindReclaimBlocks answers at most this many blocks per call."""
+
+
+class Refused(Exception):
+    """A request refused inside a stream or a shared helper; already counted and logged."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
 
 
 def target_message(target: BalloonTarget) -> types_pb2.BalloonTarget:
@@ -98,6 +121,15 @@ def vm_message(vm: VmSnapshot) -> host_pb2.VmState:
         acted_generation=vm.acted_generation,
         oom_deflated_pages_total=vm.oom_deflated_pages_total,
         failed_access_pages_total=vm.failed_accesses_total,
+        backing=vm.backing,
+        host_reclaimed_pages=vm.host_reclaimed_pages,
+        pinned_ballooned_pages=vm.pinned_ballooned_pages,
+        remote_share=vm.remote_share,
+        avg_access_latency_ns=vm.avg_access_latency_ns,
+        relative_throughput=vm.relative_throughput,
+        tlb_shootdowns_total=vm.tlb_shootdowns_total,
+        tlb_flushed_entries_total=vm.tlb_flushed_entries_total,
+        tlb_expected_flushed_entries=vm.tlb_expected_flushed_entries,
     )
 
 
@@ -132,6 +164,7 @@ class HypervisorShell:
             registry=registry,
         )
         registry.register(HostCollector(host, clock))
+        self.transport = TransportMetrics(registry, host)
 
     # ----- credentials and refusals
 
@@ -144,11 +177,19 @@ class HypervisorShell:
         message: str,
     ) -> NoReturn:
         """Counts and logs a refused request, then aborts it with `code`."""
+        self.refusal(api, code, reason, message)
+        await context.abort(code, message)
+        raise AssertionError("unreachable")  # abort raises
+
+    def refusal(self, api: str, code: grpc.StatusCode, reason: str, message: str) -> Refused:
+        """Counts and logs a refused request; returns it for the caller to raise or answer."""
         self.refused_total += 1
         self._refused.labels(api=api, reason=reason).inc()
         log.warning("request_refused", api=api, reason=reason, code=code.name, detail=message)
-        await context.abort(code, message)
-        raise AssertionError("unreachable")  # abort raises
+        return Refused(code, reason, message)
+
+    def error_refusal(self, api: str, error: errors.HostError) -> Refused:
+        return self.refusal(api, STATUS_OF[type(error)], error.reason, str(error))
 
     async def refuse_error(
         self, context: grpc.aio.ServicerContext, api: str, error: errors.HostError
@@ -198,20 +239,27 @@ class HypervisorShell:
         self, context: grpc.aio.ServicerContext, api: str, raw: bytes, field: str, limit: int
     ) -> list[int]:
         """Decodes a PFN list, refusing a bad length or an oversized batch before decoding."""
+        try:
+            return self.batch_pfns(api, raw, field, limit).tolist()  # type: ignore[no-any-return]
+        except Refused as exc:
+            await context.abort(exc.code, str(exc))
+            raise AssertionError("unreachable") from exc  # abort raises
+
+    def batch_pfns(self, api: str, raw: bytes, field: str, limit: int) -> npt.NDArray[np.int64]:
+        """`pfns` without a call to abort: raises Refused (counted and logged)."""
         if len(raw) // 4 > limit:
-            await self.refuse(
-                context,
+            raise self.refusal(
                 api,
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 errors.BatchTooLarge.reason,
                 f"{field}: {len(raw) // 4} frame numbers; at most {limit} per call",
             )
         try:
-            return unpack(raw, field=field).tolist()  # type: ignore[no-any-return]
+            return unpack(raw, field=field)
         except PfnListError as exc:
-            await self.refuse(
-                context, api, grpc.StatusCode.INVALID_ARGUMENT, "bad_pfn_list", str(exc)
-            )
+            raise self.refusal(
+                api, grpc.StatusCode.INVALID_ARGUMENT, "bad_pfn_list", str(exc)
+            ) from exc
 
     # ----- target changes
 
@@ -249,6 +297,40 @@ class HypervisorShell:
             await self.target_changed(vm_id)
 
 
+def free_pages(
+    shell: HypervisorShell,
+    api: str,
+    vm_id: str,
+    raw: bytes,
+    order: int,
+    cmd_id: int,
+    report: bool,
+) -> FreeReportResult:
+    """A free page report (or hint) on either path: decoded, applied and logged.
+
+    Raises Refused (counted and logged) when the blocks or the VM's features do not allow it.
+    """
+    heads = shell.batch_pfns(api, raw, "pfns_le32", MAX_FREE_BLOCKS)
+    try:
+        if report:
+            result = shell.host.report_free(vm_id, heads, order)
+        else:
+            result = shell.host.hint_free(vm_id, heads, order, cmd_id)
+    except errors.HostError as exc:
+        raise shell.error_refusal(api, exc) from exc
+    log.info(
+        "free_pages_reported" if report else "free_pages_hinted",
+        vm=vm_id,
+        api=api,
+        blocks=int(heads.size),
+        order=order,
+        cmd_id=cmd_id,
+        accepted_pages=result.accepted_pages,
+        reclaimed_frames=result.reclaimed_frames,
+    )
+    return result
+
+
 class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[misc]
     API = "hypercall"
 
@@ -261,7 +343,7 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
         shell = self._shell
         vm_id = await shell.vm_principal(context, self.API)
         try:
-            result = shell.host.attach(vm_id, request.offered_features)
+            result = shell.host.attach(vm_id, request.offered_features, request.poison_val)
         except errors.HostError as exc:
             await shell.refuse_error(context, self.API, exc)
         shell.counted(self.API, "Attach")
@@ -282,6 +364,8 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
             target=target_message(result.target),
             actual_pages=result.actual_pages,
             ballooned_pfns_le32=pack(result.ballooned_gpfns),
+            balloon_stream=True,
+            poison_val=shell.host.free_page_state(vm_id).poison_val,
         )
 
     async def Inflate(
@@ -300,17 +384,50 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
         context: grpc.aio.ServicerContext,
         inflate: bool,
     ) -> hypercall_pb2.BalloonReply:
+        vm_id = await self._shell.vm_principal(context, self.API)
+        try:
+            return self._batch(vm_id, request, inflate)
+        except Refused as exc:
+            await context.abort(exc.code, str(exc))
+            raise AssertionError("unreachable") from exc  # abort raises
+
+    async def Balloon(
+        self,
+        request_iterator: AsyncIterator[hypercall_pb2.BalloonBatch],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[hypercall_pb2.BalloonBatchReply]:
+        """The streaming fast path: each batch as Inflate or Deflate would take it."""
         shell = self._shell
         vm_id = await shell.vm_principal(context, self.API)
-        gpfns = await shell.pfns(context, self.API, request.pfns_le32, "pfns_le32", MAX_BATCH_PFNS)
+        shell.counted(self.API, "Balloon")
+        async for batch in request_iterator:
+            try:
+                reply = self._batch(vm_id, batch.pages, not batch.deflate)
+            except Refused as exc:
+                yield hypercall_pb2.BalloonBatchReply(
+                    batch_id=batch.batch_id,
+                    status_code=exc.code.value[0],
+                    status_message=str(exc),
+                )
+            else:
+                yield hypercall_pb2.BalloonBatchReply(batch_id=batch.batch_id, reply=reply)
+
+    def _batch(
+        self, vm_id: str, request: hypercall_pb2.BalloonPages, inflate: bool
+    ) -> hypercall_pb2.BalloonReply:
+        """One inflate or deflate batch, unary or streamed; raises Refused (counted, logged)."""
+        shell = self._shell
+        started_s = time.perf_counter()
+        gpfns = shell.batch_pfns(self.API, request.pfns_le32, "pfns_le32", MAX_BATCH_PFNS)
         try:
             if inflate:
                 result = shell.host.inflate(vm_id, gpfns, request.generation)
             else:
                 result = shell.host.deflate(vm_id, gpfns, request.generation, request.on_oom)
         except errors.HostError as exc:
-            await shell.refuse_error(context, self.API, exc)
+            raise shell.error_refusal(self.API, exc) from exc
         shell.counted(self.API, "Inflate" if inflate else "Deflate")
+        shell.transport.batch("hypercall", time.perf_counter() - started_s)
         log.info(
             "balloon_inflated" if inflate else "balloon_deflated",
             vm=vm_id,
@@ -326,6 +443,33 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
             duplicate_pages=result.duplicate_pages,
             actual_pages=result.actual_pages,
             reclaimed_frames=result.reclaimed_frames,
+        )
+
+    async def ReportFreePages(
+        self, request: hypercall_pb2.FreePages, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.FreePagesReply:
+        return await self._free_pages(request, context, report=True)
+
+    async def HintFreePages(
+        self, request: hypercall_pb2.FreePages, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.FreePagesReply:
+        return await self._free_pages(request, context, report=False)
+
+    async def _free_pages(
+        self, request: hypercall_pb2.FreePages, context: grpc.aio.ServicerContext, report: bool
+    ) -> hypercall_pb2.FreePagesReply:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        try:
+            result = free_pages(
+                shell, self.API, vm_id, request.pfns_le32, request.order, request.cmd_id, report
+            )
+        except Refused as exc:
+            await context.abort(exc.code, str(exc))
+            raise AssertionError("unreachable") from exc  # abort raises
+        shell.counted(self.API, "ReportFreePages" if report else "HintFreePages")
+        return hypercall_pb2.FreePagesReply(
+            accepted_pages=result.accepted_pages, reclaimed_frames=result.reclaimed_frames
         )
 
     async def ReportStats(
@@ -419,6 +563,8 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
                     numa_hit_total=n.numa_hit_total,
                     numa_miss_total=n.numa_miss_total,
                     numa_foreign_total=n.numa_foreign_total,
+                    local_node_total=n.local_node_total,
+                    other_node_total=n.other_node_total,
                 )
                 for n in snap.nodes
             ],
@@ -434,6 +580,18 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
             now_s=shell.clock.now_s(),
             node_distances=[d for row in snap.distances for d in row],
             refused_requests_total=shell.refused_total,
+            cpus=[
+                host_pb2.CpuState(
+                    cpu=c.cpu,
+                    tlb_entries_used=c.entries_used,
+                    tlb_shootdowns_total=c.shootdowns_total,
+                    tlb_flushed_entries_total=c.flushed_entries_total,
+                )
+                for c in snap.cpus
+            ],
+            tlb_entries_per_core=snap.tlb_entries_per_core,
+            tlb_interrupts_text=shell.host.tlb_interrupts_text(),
+            min_free_kbytes=snap.min_free_kbytes,
         )
 
     async def ListVms(
@@ -477,6 +635,83 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
                 for z in zones
             ],
             text=shell.host.buddyinfo_text(),
+        )
+
+    async def GetZoneInfo(
+        self, request: host_pb2.GetZoneInfoRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.ZoneInfo:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        shell.counted(self.API, "GetZoneInfo")
+        host = shell.host
+        zones = host.zone_snapshots()
+        return host_pb2.ZoneInfo(
+            zones=[
+                host_pb2.ZoneState(
+                    node=z.node,
+                    zone=z.zone,
+                    base_hfn=z.base_hfn,
+                    total_pages=z.total_pages,
+                    free_pages=z.free_pages,
+                    min_pages=z.watermarks.min_pages,
+                    low_pages=z.watermarks.low_pages,
+                    high_pages=z.watermarks.high_pages,
+                    free_blocks=list(z.free_blocks),
+                    unusable_index_milli=list(z.unusable_index_milli),
+                    migrate_types=[
+                        host_pb2.MigrateTypeFree(
+                            migrate_type=kind,
+                            free_blocks=list(counts),
+                            pageblocks=z.pageblocks_by_type.get(kind, 0),
+                        )
+                        for kind, counts in z.free_blocks_by_type.items()
+                    ],
+                )
+                for z in zones
+            ],
+            zoneinfo_text=host.zoneinfo_text(),
+            pagetypeinfo_text=host.pagetypeinfo_text(),
+            unusable_index_text=host.unusable_index_text(),
+        )
+
+    async def FindReclaimBlocks(
+        self, request: host_pb2.FindReclaimBlocksRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.ReclaimBlocks:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        max_used = request.max_used_pages or DEFAULT_RECLAIM_MAX_USED_PAGES
+        max_blocks = request.max_blocks or DEFAULT_RECLAIM_MAX_BLOCKS
+        if max_used >= HUGE_PAGE_FRAMES or max_blocks > MAX_RECLAIM_BLOCKS:
+            await shell.refuse(
+                context,
+                self.API,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_reclaim_query",
+                f"max_used_pages: below {HUGE_PAGE_FRAMES}; max_blocks: at most "
+                f"{MAX_RECLAIM_BLOCKS} (got {max_used} and {max_blocks})",
+            )
+        shell.counted(self.API, "FindReclaimBlocks")
+        blocks = shell.host.find_reclaim_blocks(max_used, max_blocks)
+        log.info(
+            "reclaim_blocks_found",
+            blocks=len(blocks),
+            frames=sum(len(b.owners) for b in blocks),
+            max_used_pages=max_used,
+        )
+        return host_pb2.ReclaimBlocks(
+            blocks=[
+                host_pb2.ReclaimBlock(
+                    node=b.node,
+                    zone=b.zone,
+                    first_hfn=b.first_hfn,
+                    order=HUGE_ORDER,
+                    free_pages=b.free_pages,
+                    owners=[
+                        host_pb2.FrameOwner(vm_id=o.vm_id, gpfn=o.gpfn, hfn=o.hfn) for o in b.owners
+                    ],
+                )
+                for b in blocks
+            ]
         )
 
 
@@ -523,6 +758,34 @@ class HostCollector(Collector):
             for node in snap.nodes:
                 counter.add_metric([str(node.node)], getattr(node, attr))
             yield counter
+        for name, attr, doc in [
+            ("local_node", "local_node_total", "Guest frames allocated here for a local vCPU"),
+            ("other_node", "other_node_total", "Guest frames allocated here for a remote vCPU"),
+        ]:
+            counter = CounterMetricFamily(
+                f"balloonlab_host_numa_{name}_pages", doc, labels=["node"]
+            )
+            for node in snap.nodes:
+                counter.add_metric([str(node.node)], getattr(node, attr))
+            yield counter
+        shootdowns = CounterMetricFamily(
+            "balloonlab_host_tlb_shootdowns", "TLB shootdown IPIs per host core", labels=["cpu"]
+        )
+        flushed = CounterMetricFamily(
+            "balloonlab_host_tlb_flushed_entries",
+            "Translations flushed per host core",
+            labels=["cpu"],
+        )
+        for cpu in snap.cpus:
+            shootdowns.add_metric([str(cpu.cpu)], cpu.shootdowns_total)
+            flushed.add_metric([str(cpu.cpu)], cpu.flushed_entries_total)
+        yield shootdowns
+        yield flushed
+        yield CounterMetricFamily(
+            "balloonlab_host_tlb_flushed_entries_expected",
+            "C x N x (B / W) summed over every unmap, to set beside the flushed entries",
+            value=sum(vm.tlb_expected_flushed_entries for vm in self._host.vm_snapshots(0.0)),
+        )
         blocks = GaugeMetricFamily(
             "balloonlab_host_buddy_free_blocks",
             "Free buddy blocks by order",
@@ -588,6 +851,16 @@ class HostCollector(Collector):
                 "Balloon size reached",
                 lambda v: v.balloon_actual_pages * PAGE_SIZE_BYTES,
             ),
+            (
+                "host_reclaimed",
+                "Ballooned memory whose host frames are really free",
+                lambda v: v.host_reclaimed_pages * PAGE_SIZE_BYTES,
+            ),
+            (
+                "balloon_pinned",
+                "Ballooned memory a partly ballooned huge page still pins",
+                lambda v: v.pinned_ballooned_pages * PAGE_SIZE_BYTES,
+            ),
         ]
         for name, doc, value in gauges:
             gauge = GaugeMetricFamily(f"balloonlab_vm_{name}_bytes", doc, labels=["vm"])
@@ -610,6 +883,28 @@ class HostCollector(Collector):
                 age.add_metric([vm.vm_id], vm.stats_age_s)
         yield generation
         yield age
+        ratios: list[tuple[str, str, Callable[[VmSnapshot], float]]] = [
+            (
+                "remote_ratio",
+                "Share of resident frames off the home node",
+                lambda v: v.remote_share,
+            ),
+            (
+                "access_latency_seconds",
+                "Mean memory access latency, weighted by NUMA distance",
+                lambda v: v.avg_access_latency_ns * 1e-9,
+            ),
+            (
+                "relative_throughput_ratio",
+                "Memory throughput relative to all-local placement",
+                lambda v: v.relative_throughput,
+            ),
+        ]
+        for name, doc, ratio in ratios:
+            gauge = GaugeMetricFamily(f"balloonlab_vm_{name}", doc, labels=["vm"])
+            for vm in vms:
+                gauge.add_metric([vm.vm_id], ratio(vm))
+            yield gauge
         counters: list[tuple[str, str, Callable[[VmSnapshot], float]]] = [
             ("stall_seconds", "Ticks the VM waited on host swap", lambda v: v.stall_s_total),
             ("swap_in_pages", "This VM's pages read from host swap", lambda v: v.pswpin_total),
@@ -623,6 +918,21 @@ class HostCollector(Collector):
                 "failed_access_pages",
                 "Touches the host could not back",
                 lambda v: v.failed_accesses_total,
+            ),
+            (
+                "tlb_shootdowns",
+                "TLB shootdown IPIs for this VM's unmaps",
+                lambda v: v.tlb_shootdowns_total,
+            ),
+            (
+                "tlb_flushed_entries",
+                "Translations flushed for this VM's unmaps",
+                lambda v: v.tlb_flushed_entries_total,
+            ),
+            (
+                "tlb_expected_flushed_entries",
+                "C x N x (B / W) summed over this VM's unmaps",
+                lambda v: v.tlb_expected_flushed_entries,
             ),
         ]
         for name, doc, total in counters:

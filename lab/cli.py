@@ -18,12 +18,20 @@ from rich.table import Table
 
 from balloon.v1 import agent_pb2, host_pb2
 from balloon_common import logs
+from lab import compose
 from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
 from lab.ctl.base import ratio_text
 from lab.ctl.core import vm_table
 from lab.launcher import Lab, LabStartError
-from lab.report import MIB, Timeline, build_summary, write_report
+from lab.report import (
+    MIB,
+    Timeline,
+    build_summary,
+    fetch_metrics_text,
+    transport_summary,
+    write_report,
+)
 
 POLL_WALL_S = 1.0
 DEFAULT_STATE_DIR = Path(".balloonlab")
@@ -54,6 +62,7 @@ async def run_lab(
     host_vms: list[host_pb2.VmState] = []
     started = time.monotonic()
     failure: str | None = None
+    transport: dict[str, dict[str, float | int | None]] | None = None
     console.print(
         f"[bold]{sc.name}[/]: {len(sc.guests)} guests, {sc.committed_pages * 4096 / MIB:,.0f} MiB committed"
         f" on a {sc.host.total_pages * 4096 / MIB:,.0f} MiB host ({sc.commit_ratio:.2f}x),"
@@ -105,6 +114,11 @@ async def run_lab(
                         host = await client.host()
                         host_vms = await client.host_vms()
                         timeline.add(status, host)
+                if lab.endpoints is not None and lab.endpoints.hypervisor_metrics:
+                    with contextlib.suppress(OSError, TimeoutError):
+                        transport = transport_summary(
+                            await fetch_metrics_text(lab.endpoints.hypervisor_metrics)
+                        )
     except LabStartError as exc:
         failure = str(exc)
     except asyncio.CancelledError:
@@ -122,6 +136,8 @@ async def run_lab(
     summary["last_snapshot_s"] = status.now_s if status is not None else None
     if failure:
         summary["failure"] = failure
+    if transport is not None:
+        summary["transport"] = transport
     written = write_report(report_dir, summary, timeline)
     if status is not None and not live:
         console.print(status_table(status, sc.duration_s))
@@ -181,11 +197,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check", help="validate a scenario file and print what it describes")
     check.add_argument("scenario", type=Path)
+    render = sub.add_parser(
+        "render", help="write the per-process config templates of a docker-compose deployment"
+    )
+    render.add_argument("scenario", type=Path)
+    render.add_argument(
+        "--out", type=Path, required=True, help="folder for <process>.json, e.g. deploy/config"
+    )
+    service = sub.add_parser(
+        "service",
+        help="expand a config template from the environment and run one service (compose)",
+    )
+    service.add_argument("kind", choices=sorted(compose.SERVICE_MODULES))
+    service.add_argument("--template", type=Path, required=True, help="config template JSON")
+    health = sub.add_parser(
+        "health", help="exit 0 when a gRPC server's standard health service says SERVING"
+    )
+    health.add_argument("address", help="HOST:PORT")
+    health.add_argument("--service", default="", help="service name (default: the server)")
     return p
+
+
+def _compose_command(args: argparse.Namespace) -> int:
+    """`render`, `service` and `health`: the docker-compose side of the lab."""
+    try:
+        if args.command == "health":
+            return 0 if compose.probe_health(args.address, args.service) else 1
+        if args.command == "service":
+            compose.exec_service(args.kind, args.template, os.environ)
+            return 1  # exec_service returns only by raising
+        sc = scenario_mod.load(args.scenario)
+        for path in compose.write_templates(compose.render(sc), args.out):
+            print(path)
+        return 0
+    except (scenario_mod.ScenarioError, compose.TemplateError) as exc:
+        print(f"balloonlab: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("render", "service", "health"):
+        return _compose_command(args)
     console = Console() if sys.stdout.isatty() else Console(width=150)
     try:
         sc = scenario_mod.load(args.scenario)

@@ -16,6 +16,9 @@ from balloon_common.auth import call_metadata, read_token_file
 
 ENDPOINTS_FILE = "endpoints.json"
 CALL_TIMEOUT_S = 5.0
+#: Wall seconds allowed per tick a Reclaim waits: a lab runs at least one
+#: tick per wall second.
+RECLAIM_WAIT_WALL_S_PER_TICK = 1.0
 
 
 class LabClientError(Exception):
@@ -145,6 +148,49 @@ class OperatorClient:
         vm: agent_pb2.VmStatus = reply.vm
         return vm
 
+    async def rmax(self) -> agent_pb2.RmaxReport:
+        try:
+            reply: agent_pb2.RmaxReport = await self._agent_stub().GetRmax(
+                agent_pb2.GetRmaxRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return reply
+
+    async def reclaim(self, pages: int, wait_s: float = 0.0) -> agent_pb2.ReclaimReply:
+        """Reclaim `pages`; the call may wait `wait_s` ticks, so its deadline grows with it."""
+        try:
+            reply: agent_pb2.ReclaimReply = await self._agent_stub().Reclaim(
+                agent_pb2.ReclaimRequest(pages=pages, wait_s=wait_s),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT_S + RECLAIM_WAIT_WALL_S_PER_TICK * wait_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return reply
+
+    async def diagnose(self, vm_id: str = "") -> agent_pb2.DiagnoseReply:
+        try:
+            reply: agent_pb2.DiagnoseReply = await self._agent_stub().Diagnose(
+                agent_pb2.DiagnoseRequest(vm_id=vm_id),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return reply
+
+    async def hugepages(self, vm_id: str) -> agent_pb2.HugePagesReply:
+        try:
+            reply: agent_pb2.HugePagesReply = await self._agent_stub().HugePages(
+                agent_pb2.HugePagesRequest(vm_id=vm_id),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return reply
+
     async def host(self) -> host_pb2.HostState:
         try:
             reply: host_pb2.HostState = await self._host_stub().GetHost(
@@ -171,3 +217,29 @@ class OperatorClient:
         except grpc.aio.AioRpcError as exc:
             raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
         return reply
+
+    async def zoneinfo(self) -> host_pb2.ZoneInfo:
+        """Zones, watermarks, pagetypeinfo and the unusable free space index."""
+        try:
+            reply: host_pb2.ZoneInfo = await self._host_stub().GetZoneInfo(
+                host_pb2.GetZoneInfoRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        return reply
+
+    async def reclaim_blocks(
+        self, max_used_pages: int = 0, max_blocks: int = 0
+    ) -> list[host_pb2.ReclaimBlock]:
+        """Nearly free 2 MiB host blocks and the owner of each used frame (0: server default)."""
+        try:
+            reply: host_pb2.ReclaimBlocks = await self._host_stub().FindReclaimBlocks(
+                host_pb2.FindReclaimBlocksRequest(
+                    max_used_pages=max_used_pages, max_blocks=max_blocks
+                ),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        return list(reply.blocks)

@@ -1,8 +1,9 @@
 """Starts a lab from a scenario as separate processes, supervises and stops them.
 
-Order of start: hypervisor, guests, agent; each is waited for through its
-ready file. Order of stop: agent, guests, hypervisor, each with SIGTERM and a
-grace period. A process that dies early stops the lab with its log's tail.
+Order of start: hypervisor, the device model (only when a guest uses the
+emulated mmio path), guests, agent; each is waited for through its ready
+file. Order of stop: agent, guests, device model, hypervisor, each with
+SIGTERM and a grace period. A process that dies early stops the lab with its log's tail.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import IO, Any
 import structlog
 
 from balloon_common.auth import new_token, write_token_file
+from guest_driver.virtqueue import window_bytes
 from lab.client import ENDPOINTS_FILE, Endpoints
 from lab.scenario import Scenario
 
@@ -34,17 +36,31 @@ MAX_RESTARTS = 3
 LOOPBACK = "127.0.0.1"
 
 
+DEVICE_MODEL = "device_model"
+"""Token key and process stem of the device model (the emulated virtio-mmio balloon)."""
+
+
+def shared_file(run_dir: Path, vm_id: str) -> Path:
+    """The file an mmio guest shares with the device model."""
+    return run_dir / f"mmio-{vm_id}.shm"
+
+
 class LabStartError(RuntimeError):
     """A process of the lab did not come up; the message says which and why."""
 
 
 def build_configs(
-    scenario: Scenario, tokens: dict[str, str], epoch_unix_s: float, hypervisor_addr: str = ""
+    scenario: Scenario,
+    tokens: dict[str, str],
+    epoch_unix_s: float,
+    hypervisor_addr: str = "",
+    run_dir: Path = Path("."),
 ) -> dict[str, dict[str, Any]]:
     """The JSON config of every process, keyed by process name.
 
-    Guests and the agent get the hypervisor's address, known only after it
-    started; call again with it.
+    Guests, the agent and the device model get the hypervisor's address,
+    known only after it started; call again with it. When any guest uses
+    the mmio transport, `tokens` must hold DEVICE_MODEL too.
     """
     clock = {"epoch_unix_s": epoch_unix_s, "speed": scenario.speed}
     host = scenario.host
@@ -80,6 +96,7 @@ def build_configs(
                     "guest_pages": g.guest_pages,
                     "home_node": g.home_node,
                     "balloon_capable": g.driver,
+                    "backing": g.backing,
                     "token": tokens[g.vm_id],
                 }
                 for g in scenario.guests
@@ -95,6 +112,22 @@ def build_configs(
             "clock": clock,
         },
     }
+    mmio_guests = [g for g in scenario.guests if g.transport == "mmio"]
+    if mmio_guests:
+        configs["hypervisor"]["device_model_token"] = tokens[DEVICE_MODEL]
+        configs[DEVICE_MODEL] = {
+            "hypervisor": hypervisor_addr,
+            "token": tokens[DEVICE_MODEL],
+            "vms": [
+                {
+                    "vm_id": g.vm_id,
+                    "guest_pages": g.guest_pages,
+                    "shared_file": str(shared_file(run_dir, g.vm_id)),
+                    "shared_bytes": window_bytes(),
+                }
+                for g in mmio_guests
+            ],
+        }
     vm_policy = {g.vm_id: dict(g.policy) for g in scenario.guests if g.policy}
     if vm_policy:
         configs["agent"]["vm_policy"] = vm_policy
@@ -115,6 +148,9 @@ def build_configs(
             "seed": scenario.seed * 1000 + i,
             "clock": clock,
         }
+        if g.transport == "mmio":
+            configs[f"guest-{g.vm_id}"]["transport"] = "mmio"
+            configs[f"guest-{g.vm_id}"]["shared_file"] = str(shared_file(run_dir, g.vm_id))
     return configs
 
 
@@ -225,29 +261,42 @@ class Lab:
             Child(f"guest-{g.vm_id}", "guest_driver", run_dir, serves=False)
             for g in scenario.guests
         ]
+        self.device_model: Child | None = None
+        if any(g.transport == "mmio" for g in scenario.guests):
+            self.device_model = Child(DEVICE_MODEL, "hypervisor_mock.device_model", run_dir)
         self.exit_codes: dict[str, int | None] = {}
         self.restarts: dict[str, int] = {}
         self.endpoints: Endpoints | None = None
 
     @property
     def children(self) -> list[Child]:
-        return [self.hypervisor, *self.guests, self.agent]
+        device_model = [self.device_model] if self.device_model is not None else []
+        return [self.hypervisor, *device_model, *self.guests, self.agent]
 
     async def start(self) -> Endpoints:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)
         tokens = {g.vm_id: new_token() for g in self.scenario.guests}
         tokens["operator"] = new_token()
+        if self.device_model is not None:
+            tokens[DEVICE_MODEL] = new_token()
         token_file = self.run_dir / "operator.token"
         write_token_file(token_file, tokens["operator"])
         # Tick 0 a moment from now, so every process starts on the same clock.
         self.epoch_unix_s = time.time()
 
-        configs = build_configs(self.scenario, tokens, self.epoch_unix_s)
+        configs = build_configs(self.scenario, tokens, self.epoch_unix_s, run_dir=self.run_dir)
         self.hypervisor.write_config(configs["hypervisor"])
         await self.hypervisor.start()
         hv = await self.hypervisor.wait_ready()
-        configs = build_configs(self.scenario, tokens, self.epoch_unix_s, hv["grpc"])
+        configs = build_configs(
+            self.scenario, tokens, self.epoch_unix_s, hv["grpc"], run_dir=self.run_dir
+        )
+        if self.device_model is not None:
+            # Before the guests: an mmio guest's first register access needs it.
+            self.device_model.write_config(configs[DEVICE_MODEL])
+            await self.device_model.start()
+            await self.device_model.wait_ready()
         for child in self.guests:
             child.write_config(configs[child.name])
             await child.start()
@@ -280,6 +329,9 @@ class Lab:
             code = child.process.returncode if child.process else None
             if child is self.hypervisor:
                 raise LabStartError(f"hypervisor exited with code {code}:\n{child.log_tail()}")
+            if child is self.device_model:
+                # Its register state is the guests' device state; a new one would not match it.
+                raise LabStartError(f"device model exited with code {code}:\n{child.log_tail()}")
             if self.restarts.get(child.name, 0) >= MAX_RESTARTS:
                 raise LabStartError(
                     f"{child.name} exited with code {code} after {MAX_RESTARTS} restarts:\n{child.log_tail()}"
@@ -315,6 +367,8 @@ class Lab:
         codes = await asyncio.gather(*(c.stop() for c in self.guests))
         for child, code in zip(self.guests, codes, strict=True):
             self.exit_codes[child.name] = code
+        if self.device_model is not None:
+            self.exit_codes[DEVICE_MODEL] = await self.device_model.stop()
         self.exit_codes["hypervisor"] = await self.hypervisor.stop()
         (self.run_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         return self.exit_codes

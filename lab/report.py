@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from balloon.v1 import agent_pb2, host_pb2
 
@@ -111,6 +114,55 @@ def build_summary(
             "swap_full_failures": host.swap.failed_total,
         }
     return summary
+
+
+TRANSPORT_PATHS = ("hypercall", "mmio")
+"""The paths of the summary's transport block."""
+
+
+def transport_summary(metrics_text: str) -> dict[str, dict[str, float | int | None]]:
+    """Per path, from the hypervisor's /metrics text: batches carried out, the cost
+    table's modelled microseconds per batch, and the measured microseconds per batch
+    (the hypervisor's, from the trap reaching it to its answer). None when no batch ran."""
+    batches: dict[str, float] = {}
+    measured_s: dict[str, float] = {}
+    modelled_s: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            path = sample.labels.get("path", "")
+            if sample.name == "balloonlab_transport_batch_seconds_count":
+                batches[path] = sample.value
+            elif sample.name == "balloonlab_transport_batch_seconds_sum":
+                measured_s[path] = sample.value
+            elif sample.name == "balloonlab_transport_modelled_seconds_total":
+                modelled_s[path] = modelled_s.get(path, 0.0) + sample.value
+    out: dict[str, dict[str, float | int | None]] = {}
+    for path in TRANSPORT_PATHS:
+        n = int(batches.get(path, 0))
+        out[path] = {
+            "batches": n,
+            "modelled_us_per_batch": round(modelled_s.get(path, 0.0) / n * 1e6, 3) if n else None,
+            "measured_us_per_batch": round(measured_s.get(path, 0.0) / n * 1e6, 1) if n else None,
+        }
+    return out
+
+
+async def fetch_metrics_text(address: str, timeout_s: float = 5.0) -> str:
+    """GET /metrics from `address` ("host:port", loopback in a lab) without a thread."""
+    host, _, port = address.rpartition(":")
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout_s)
+    try:
+        writer.write(f"GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n".encode("ascii"))
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout_s)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    if status_line.split(" ")[1:2] != ["200"]:
+        raise OSError(f"GET http://{address}/metrics: {status_line!r}")
+    return body.decode("utf-8")
 
 
 def write_report(out_dir: Path, summary: dict[str, Any], timeline: Timeline) -> list[Path]:

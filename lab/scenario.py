@@ -152,6 +152,10 @@ class GuestSpec:
     """Further guest memory-model settings, passed through to the guest."""
     policy: dict[str, Any] = field(default_factory=dict)
     """Per-VM policy settings ([guest.policy]), passed through to the agent."""
+    backing: str = "4k"
+    """Host page size behind the guest: "4k", or "2m" for pinned huge pages."""
+    transport: str = "hypercall"
+    """How the balloon driver reaches the host: "hypercall" or "mmio" (emulated device)."""
 
 
 @dataclass(frozen=True)
@@ -373,6 +377,16 @@ def _parse_guest(g: _Table, base: Path, n_nodes: int, seed: int) -> GuestSpec:
             raise ScenarioError(f"{g._where}.working_set_fraction: must be within 0..1")
         trace = {"format": "constant", "working_set_fraction": float(ws_fraction)}
     swap_pages = int(g.number("swap_mib", 512, low=0) * PAGES_PER_MIB)
+    backing = str(g.get("backing", str, "4k"))
+    if backing not in ("4k", "2m"):
+        raise ScenarioError(f"{g._where}.backing: expected '4k' or '2m', got {backing!r}")
+    if backing == "2m" and int(memory_mib * PAGES_PER_MIB) % 512:
+        raise ScenarioError(f"{g._where}.memory_mib: a 2m-backed guest needs whole 2 MiB")
+    transport = str(g.get("transport", str, "hypercall"))
+    if transport not in ("hypercall", "mmio"):
+        raise ScenarioError(
+            f"{g._where}.transport: expected 'hypercall' or 'mmio', got {transport!r}"
+        )
     memory = g.table("memory").rest()
     policy = g.table("policy").rest()
     g.finish()
@@ -386,4 +400,6 @@ def _parse_guest(g: _Table, base: Path, n_nodes: int, seed: int) -> GuestSpec:
         swap_pages=swap_pages,
         memory=memory,
         policy=policy,
+        backing=backing,
+        transport=transport,
     )

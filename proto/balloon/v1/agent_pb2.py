@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61lloon/v1/agent.proto\x12\nballoon.v1\"\x12\n\x10GetStatusRequest\"\xe3\x01\n\x0bHostSummary\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x04\x12\x12\n\nfree_bytes\x18\x02 \x01(\x04\x12\x15\n\rreserve_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fnode_free_bytes\x18\x04 \x03(\x04\x12\x18\n\x10node_total_bytes\x18\x05 \x03(\x04\x12\x1c\n\x14host_swap_used_bytes\x18\x06 \x01(\x04\x12 \n\x18host_swap_in_pages_per_s\x18\x07 \x01(\x01\x12!\n\x19host_swap_out_pages_per_s\x18\x08 \x01(\x01\"\xb1\x03\n\x08VmStatus\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61lloon_capable\x18\x02 \x01(\x08\x12\x17\n\x0f\x64river_attached\x18\x03 \x01(\x08\x12\x13\n\x0bstats_known\x18\x04 \x01(\x08\x12\x13\n\x0bguest_bytes\x18\x05 \x01(\x04\x12\x1c\n\x14\x62\x61lloon_target_bytes\x18\x06 \x01(\x04\x12\x1c\n\x14\x62\x61lloon_actual_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cusable_bytes\x18\x08 \x01(\x04\x12\x13\n\x0b\x66loor_bytes\x18\t \x01(\x04\x12\x19\n\x11working_set_bytes\x18\n \x01(\x04\x12!\n\x19guest_swap_in_pages_per_s\x18\x0b \x01(\x01\x12\"\n\x1aguest_swap_out_pages_per_s\x18\x0c \x01(\x01\x12\x0e\n\x06manual\x18\r \x01(\x08\x12\x13\n\x0blast_reason\x18\x0e \x01(\t\x12\x19\n\x11target_generation\x18\x0f \x01(\x04\x12\x1a\n\x12host_swapped_bytes\x18\x10 \x01(\x04\x12\x15\n\rstall_s_total\x18\x11 \x01(\x01\"\xe8\x01\n\x0b\x41gentStatus\x12%\n\x04host\x18\x01 \x01(\x0b\x32\x17.balloon.v1.HostSummary\x12!\n\x03vms\x18\x02 \x03(\x0b\x32\x14.balloon.v1.VmStatus\x12\x18\n\x10overcommit_ratio\x18\x03 \x01(\x01\x12\x14\n\x0ctarget_ratio\x18\x04 \x01(\x01\x12\x1f\n\x17\x66ree_threshold_fraction\x18\x05 \x01(\x01\x12\x17\n\x0f\x64\x65\x63isions_total\x18\x06 \x01(\x04\x12\r\n\x05now_s\x18\x07 \x01(\x01\x12\x16\n\x0ehost_reachable\x18\x08 \x01(\x08\"\x15\n\x13\x41gentListVmsRequest\"6\n\x11\x41gentListVmsReply\x12!\n\x03vms\x18\x01 \x03(\x0b\x32\x14.balloon.v1.VmStatus\"g\n\x10SetTargetRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x15\n\x0b\x62\x61lloon_mib\x18\x02 \x01(\x04H\x00\x12\x13\n\tguest_mib\x18\x03 \x01(\x04H\x00\x12\x0e\n\x04\x61uto\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target\"2\n\x0eSetTargetReply\x12 \n\x02vm\x18\x01 \x01(\x0b\x32\x14.balloon.v1.VmStatus2\xdd\x01\n\x05\x41gent\x12\x42\n\tGetStatus\x12\x1c.balloon.v1.GetStatusRequest\x1a\x17.balloon.v1.AgentStatus\x12I\n\x07ListVms\x12\x1f.balloon.v1.AgentListVmsRequest\x1a\x1d.balloon.v1.AgentListVmsReply\x12\x45\n\tSetTarget\x12\x1c.balloon.v1.SetTargetRequest\x1a\x1a.balloon.v1.SetTargetReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x62\x61lloon/v1/agent.proto\x12\nballoon.v1\"\x12\n\x10GetStatusRequest\"\xe3\x01\n\x0bHostSummary\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x04\x12\x12\n\nfree_bytes\x18\x02 \x01(\x04\x12\x15\n\rreserve_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fnode_free_bytes\x18\x04 \x03(\x04\x12\x18\n\x10node_total_bytes\x18\x05 \x03(\x04\x12\x1c\n\x14host_swap_used_bytes\x18\x06 \x01(\x04\x12 \n\x18host_swap_in_pages_per_s\x18\x07 \x01(\x01\x12!\n\x19host_swap_out_pages_per_s\x18\x08 \x01(\x01\"\xf7\x03\n\x08VmStatus\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x17\n\x0f\x62\x61lloon_capable\x18\x02 \x01(\x08\x12\x17\n\x0f\x64river_attached\x18\x03 \x01(\x08\x12\x13\n\x0bstats_known\x18\x04 \x01(\x08\x12\x13\n\x0bguest_bytes\x18\x05 \x01(\x04\x12\x1c\n\x14\x62\x61lloon_target_bytes\x18\x06 \x01(\x04\x12\x1c\n\x14\x62\x61lloon_actual_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cusable_bytes\x18\x08 \x01(\x04\x12\x13\n\x0b\x66loor_bytes\x18\t \x01(\x04\x12\x19\n\x11working_set_bytes\x18\n \x01(\x04\x12!\n\x19guest_swap_in_pages_per_s\x18\x0b \x01(\x01\x12\"\n\x1aguest_swap_out_pages_per_s\x18\x0c \x01(\x01\x12\x0e\n\x06manual\x18\r \x01(\x08\x12\x13\n\x0blast_reason\x18\x0e \x01(\t\x12\x19\n\x11target_generation\x18\x0f \x01(\x04\x12\x1a\n\x12host_swapped_bytes\x18\x10 \x01(\x04\x12\x15\n\rstall_s_total\x18\x11 \x01(\x01\x12\x14\n\x0cswap_verdict\x18\x12 \x01(\t\x12\x12\n\nescalation\x18\x13 \x01(\t\x12\x1a\n\x12reclaim_hold_bytes\x18\x14 \x01(\x04\"\x99\x03\n\x0b\x41gentStatus\x12%\n\x04host\x18\x01 \x01(\x0b\x32\x17.balloon.v1.HostSummary\x12!\n\x03vms\x18\x02 \x03(\x0b\x32\x14.balloon.v1.VmStatus\x12\x18\n\x10overcommit_ratio\x18\x03 \x01(\x01\x12\x14\n\x0ctarget_ratio\x18\x04 \x01(\x01\x12\x1f\n\x17\x66ree_threshold_fraction\x18\x05 \x01(\x01\x12\x17\n\x0f\x64\x65\x63isions_total\x18\x06 \x01(\x04\x12\r\n\x05now_s\x18\x07 \x01(\x01\x12\x16\n\x0ehost_reachable\x18\x08 \x01(\x08\x12\x1c\n\x14max_overcommit_ratio\x18\t \x01(\x01\x12\x1e\n\x16\x65\x66\x66\x65\x63tive_target_ratio\x18\n \x01(\x01\x12\x1e\n\x16storm_swap_pages_per_s\x18\x0b \x01(\x01\x12 \n\x18storm_budget_pages_per_s\x18\x0c \x01(\x01\x12/\n\tmigration\x18\r \x01(\x0b\x32\x1c.balloon.v1.MigrationRequest\"\x93\x01\n\x10MigrationRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x03 \x01(\t\x12\x17\n\x0fshortfall_bytes\x18\x04 \x01(\x04\x12\x13\n\x0b\x66rees_bytes\x18\x05 \x01(\x04\x12\x0c\n\x04\x63ost\x18\x06 \x01(\x01\x12\x0f\n\x07since_s\x18\x07 \x01(\x01\"\x15\n\x13\x41gentListVmsRequest\"6\n\x11\x41gentListVmsReply\x12!\n\x03vms\x18\x01 \x03(\x0b\x32\x14.balloon.v1.VmStatus\"g\n\x10SetTargetRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x15\n\x0b\x62\x61lloon_mib\x18\x02 \x01(\x04H\x00\x12\x13\n\tguest_mib\x18\x03 \x01(\x04H\x00\x12\x0e\n\x04\x61uto\x18\x04 \x01(\x08H\x00\x42\x08\n\x06target\"2\n\x0eSetTargetReply\x12 \n\x02vm\x18\x01 \x01(\x0b\x32\x14.balloon.v1.VmStatus\"\x10\n\x0eGetRmaxRequest\"\xe1\x01\n\x06RmaxVm\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x13\n\x0bguest_bytes\x18\x02 \x01(\x04\x12\x19\n\x11working_set_bytes\x18\x03 \x01(\x04\x12 \n\x18swap_pages_per_s_per_gib\x18\x04 \x01(\x01\x12\x19\n\x11\x64\x65\x66icit_now_bytes\x18\x05 \x01(\x01\x12\x1c\n\x14swap_now_pages_per_s\x18\x06 \x01(\x01\x12\x1c\n\x14\x64\x65\x66icit_at_max_bytes\x18\x07 \x01(\x01\x12\x1f\n\x17swap_at_max_pages_per_s\x18\x08 \x01(\x01\"\xaf\x02\n\nRmaxReport\x12\x1c\n\x14max_overcommit_ratio\x18\x01 \x01(\x01\x12\x18\n\x10overcommit_ratio\x18\x02 \x01(\x01\x12\x14\n\x0ctarget_ratio\x18\x03 \x01(\x01\x12\x1e\n\x16\x65\x66\x66\x65\x63tive_target_ratio\x18\x04 \x01(\x01\x12\"\n\x1aswap_bandwidth_pages_per_s\x18\x05 \x01(\x01\x12\x1f\n\x17safe_bandwidth_fraction\x18\x06 \x01(\x01\x12\x1a\n\x12\x62udget_pages_per_s\x18\x07 \x01(\x01\x12\x1c\n\x14swap_now_pages_per_s\x18\x08 \x01(\x01\x12\x1f\n\x03vms\x18\t \x03(\x0b\x32\x12.balloon.v1.RmaxVm\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\"/\n\x0eReclaimRequest\x12\r\n\x05pages\x18\x01 \x01(\x04\x12\x0e\n\x06wait_s\x18\x02 \x01(\x01\"\xa2\x01\n\x0bReclaimStep\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x15\n\rplanned_pages\x18\x02 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\r\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\x12\x14\n\x0ctarget_pages\x18\x05 \x01(\x04\x12\x17\n\x0freclaimed_pages\x18\x06 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x07 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\"\xf8\x01\n\x0cReclaimReply\x12\x17\n\x0frequested_pages\x18\x01 \x01(\x04\x12\x15\n\rplanned_pages\x18\x02 \x01(\x04\x12\x17\n\x0freclaimed_pages\x18\x03 \x01(\x04\x12\x1d\n\x15max_reclaimable_pages\x18\x04 \x01(\x04\x12\x12\n\ntotal_cost\x18\x05 \x01(\x01\x12&\n\x05steps\x18\x06 \x03(\x0b\x32\x17.balloon.v1.ReclaimStep\x12\x1d\n\x15host_free_delta_pages\x18\x07 \x01(\x03\x12\x10\n\x08waited_s\x18\x08 \x01(\x01\x12\x13\n\x0b\x62\x61tch_pages\x18\t \x01(\x04\" \n\x0f\x44iagnoseRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"S\n\x11\x44iagnosisEvidence\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0c\n\x04high\x18\x04 \x01(\x08\"o\n\x0bVmDiagnosis\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0f\n\x07verdict\x18\x02 \x01(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12/\n\x08\x65vidence\x18\x04 \x03(\x0b\x32\x1d.balloon.v1.DiagnosisEvidence\"5\n\rDiagnoseReply\x12$\n\x03vms\x18\x01 \x03(\x0b\x32\x17.balloon.v1.VmDiagnosis\"!\n\x10HugePagesRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\"Y\n\rHugePagePoint\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x19\n\x11tenant_gain_per_s\x18\x02 \x01(\x01\x12\x1b\n\x13provider_loss_per_s\x18\x03 \x01(\x01\"\xc5\x02\n\x0eHugePagesReply\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x1b\n\x13tlb_miss_cost_per_s\x18\x02 \x01(\x01\x12 \n\x18reclaim_flex_value_per_s\x18\x03 \x01(\x01\x12\x19\n\x11\x62\x61lanced_fraction\x18\x04 \x01(\x01\x12 \n\x18price_per_fraction_per_s\x18\x05 \x01(\x01\x12\x1b\n\x13price_per_gib_per_s\x18\x06 \x01(\x01\x12\x16\n\x0enet_gain_per_s\x18\x07 \x01(\x01\x12\x18\n\x10\x63urrent_fraction\x18\x08 \x01(\x01\x12\x1e\n\x16\x63urrent_net_gain_per_s\x18\t \x01(\x01\x12(\n\x05\x63urve\x18\n \x03(\x0b\x32\x19.balloon.v1.HugePagePoint\x12\x0f\n\x07\x62\x61\x63king\x18\x0b \x01(\t2\xe8\x03\n\x05\x41gent\x12\x42\n\tGetStatus\x12\x1c.balloon.v1.GetStatusRequest\x1a\x17.balloon.v1.AgentStatus\x12I\n\x07ListVms\x12\x1f.balloon.v1.AgentListVmsRequest\x1a\x1d.balloon.v1.AgentListVmsReply\x12\x45\n\tSetTarget\x12\x1c.balloon.v1.SetTargetRequest\x1a\x1a.balloon.v1.SetTargetReply\x12=\n\x07GetRmax\x12\x1a.balloon.v1.GetRmaxRequest\x1a\x16.balloon.v1.RmaxReport\x12?\n\x07Reclaim\x12\x1a.balloon.v1.ReclaimRequest\x1a\x18.balloon.v1.ReclaimReply\x12\x42\n\x08\x44iagnose\x12\x1b.balloon.v1.DiagnoseRequest\x1a\x19.balloon.v1.DiagnoseReply\x12\x45\n\tHugePages\x12\x1c.balloon.v1.HugePagesRequest\x1a\x1a.balloon.v1.HugePagesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,17 +36,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HOSTSUMMARY']._serialized_start=59
   _globals['_HOSTSUMMARY']._serialized_end=286
   _globals['_VMSTATUS']._serialized_start=289
-  _globals['_VMSTATUS']._serialized_end=722
-  _globals['_AGENTSTATUS']._serialized_start=725
-  _globals['_AGENTSTATUS']._serialized_end=957
-  _globals['_AGENTLISTVMSREQUEST']._serialized_start=959
-  _globals['_AGENTLISTVMSREQUEST']._serialized_end=980
-  _globals['_AGENTLISTVMSREPLY']._serialized_start=982
-  _globals['_AGENTLISTVMSREPLY']._serialized_end=1036
-  _globals['_SETTARGETREQUEST']._serialized_start=1038
-  _globals['_SETTARGETREQUEST']._serialized_end=1141
-  _globals['_SETTARGETREPLY']._serialized_start=1143
-  _globals['_SETTARGETREPLY']._serialized_end=1193
-  _globals['_AGENT']._serialized_start=1196
-  _globals['_AGENT']._serialized_end=1417
+  _globals['_VMSTATUS']._serialized_end=792
+  _globals['_AGENTSTATUS']._serialized_start=795
+  _globals['_AGENTSTATUS']._serialized_end=1204
+  _globals['_MIGRATIONREQUEST']._serialized_start=1207
+  _globals['_MIGRATIONREQUEST']._serialized_end=1354
+  _globals['_AGENTLISTVMSREQUEST']._serialized_start=1356
+  _globals['_AGENTLISTVMSREQUEST']._serialized_end=1377
+  _globals['_AGENTLISTVMSREPLY']._serialized_start=1379
+  _globals['_AGENTLISTVMSREPLY']._serialized_end=1433
+  _globals['_SETTARGETREQUEST']._serialized_start=1435
+  _globals['_SETTARGETREQUEST']._serialized_end=1538
+  _globals['_SETTARGETREPLY']._serialized_start=1540
+  _globals['_SETTARGETREPLY']._serialized_end=1590
+  _globals['_GETRMAXREQUEST']._serialized_start=1592
+  _globals['_GETRMAXREQUEST']._serialized_end=1608
+  _globals['_RMAXVM']._serialized_start=1611
+  _globals['_RMAXVM']._serialized_end=1836
+  _globals['_RMAXREPORT']._serialized_start=1839
+  _globals['_RMAXREPORT']._serialized_end=2142
+  _globals['_RECLAIMREQUEST']._serialized_start=2144
+  _globals['_RECLAIMREQUEST']._serialized_end=2191
+  _globals['_RECLAIMSTEP']._serialized_start=2194
+  _globals['_RECLAIMSTEP']._serialized_end=2356
+  _globals['_RECLAIMREPLY']._serialized_start=2359
+  _globals['_RECLAIMREPLY']._serialized_end=2607
+  _globals['_DIAGNOSEREQUEST']._serialized_start=2609
+  _globals['_DIAGNOSEREQUEST']._serialized_end=2641
+  _globals['_DIAGNOSISEVIDENCE']._serialized_start=2643
+  _globals['_DIAGNOSISEVIDENCE']._serialized_end=2726
+  _globals['_VMDIAGNOSIS']._serialized_start=2728
+  _globals['_VMDIAGNOSIS']._serialized_end=2839
+  _globals['_DIAGNOSEREPLY']._serialized_start=2841
+  _globals['_DIAGNOSEREPLY']._serialized_end=2894
+  _globals['_HUGEPAGESREQUEST']._serialized_start=2896
+  _globals['_HUGEPAGESREQUEST']._serialized_end=2929
+  _globals['_HUGEPAGEPOINT']._serialized_start=2931
+  _globals['_HUGEPAGEPOINT']._serialized_end=3020
+  _globals['_HUGEPAGESREPLY']._serialized_start=3023
+  _globals['_HUGEPAGESREPLY']._serialized_end=3348
+  _globals['_AGENT']._serialized_start=3351
+  _globals['_AGENT']._serialized_end=3839
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,26 @@ class AgentStub:
                 request_serializer=balloon_dot_v1_dot_agent__pb2.SetTargetRequest.SerializeToString,
                 response_deserializer=balloon_dot_v1_dot_agent__pb2.SetTargetReply.FromString,
                 _registered_method=True)
+        self.GetRmax = channel.unary_unary(
+                '/balloon.v1.Agent/GetRmax',
+                request_serializer=balloon_dot_v1_dot_agent__pb2.GetRmaxRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_agent__pb2.RmaxReport.FromString,
+                _registered_method=True)
+        self.Reclaim = channel.unary_unary(
+                '/balloon.v1.Agent/Reclaim',
+                request_serializer=balloon_dot_v1_dot_agent__pb2.ReclaimRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_agent__pb2.ReclaimReply.FromString,
+                _registered_method=True)
+        self.Diagnose = channel.unary_unary(
+                '/balloon.v1.Agent/Diagnose',
+                request_serializer=balloon_dot_v1_dot_agent__pb2.DiagnoseRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_agent__pb2.DiagnoseReply.FromString,
+                _registered_method=True)
+        self.HugePages = channel.unary_unary(
+                '/balloon.v1.Agent/HugePages',
+                request_serializer=balloon_dot_v1_dot_agent__pb2.HugePagesRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_agent__pb2.HugePagesReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -74,6 +94,34 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRmax(self, request, context):
+        """R_max of the swap-storm model and the numbers behind it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reclaim(self, request, context):
+        """Reclaims pages from the VMs whose next page costs least, batch by batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Diagnose(self, request, context):
+        """Who is swapping, the guest or the host, with the evidence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HugePages(self, request, context):
+        """The huge-page trade-off for one VM: balanced fraction and its price.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +139,26 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.SetTarget,
                     request_deserializer=balloon_dot_v1_dot_agent__pb2.SetTargetRequest.FromString,
                     response_serializer=balloon_dot_v1_dot_agent__pb2.SetTargetReply.SerializeToString,
+            ),
+            'GetRmax': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRmax,
+                    request_deserializer=balloon_dot_v1_dot_agent__pb2.GetRmaxRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_agent__pb2.RmaxReport.SerializeToString,
+            ),
+            'Reclaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reclaim,
+                    request_deserializer=balloon_dot_v1_dot_agent__pb2.ReclaimRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_agent__pb2.ReclaimReply.SerializeToString,
+            ),
+            'Diagnose': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diagnose,
+                    request_deserializer=balloon_dot_v1_dot_agent__pb2.DiagnoseRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_agent__pb2.DiagnoseReply.SerializeToString,
+            ),
+            'HugePages': grpc.unary_unary_rpc_method_handler(
+                    servicer.HugePages,
+                    request_deserializer=balloon_dot_v1_dot_agent__pb2.HugePagesRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_agent__pb2.HugePagesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +242,114 @@ class Agent:
             '/balloon.v1.Agent/SetTarget',
             balloon_dot_v1_dot_agent__pb2.SetTargetRequest.SerializeToString,
             balloon_dot_v1_dot_agent__pb2.SetTargetReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRmax(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Agent/GetRmax',
+            balloon_dot_v1_dot_agent__pb2.GetRmaxRequest.SerializeToString,
+            balloon_dot_v1_dot_agent__pb2.RmaxReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reclaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Agent/Reclaim',
+            balloon_dot_v1_dot_agent__pb2.ReclaimRequest.SerializeToString,
+            balloon_dot_v1_dot_agent__pb2.ReclaimReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diagnose(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Agent/Diagnose',
+            balloon_dot_v1_dot_agent__pb2.DiagnoseRequest.SerializeToString,
+            balloon_dot_v1_dot_agent__pb2.DiagnoseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HugePages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Agent/HugePages',
+            balloon_dot_v1_dot_agent__pb2.HugePagesRequest.SerializeToString,
+            balloon_dot_v1_dot_agent__pb2.HugePagesReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from balloon.v1 import types_pb2 as balloon_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61lloon/v1/host.proto\x12\nballoon.v1\x1a\x16\x62\x61lloon/v1/types.proto\"\x10\n\x0eGetHostRequest\"\xbd\x01\n\tNodeState\x12\x0c\n\x04node\x18\x01 \x01(\r\x12\x13\n\x0btotal_pages\x18\x02 \x01(\x04\x12\x12\n\nfree_pages\x18\x03 \x01(\x04\x12\x14\n\x0cmapped_pages\x18\x04 \x01(\x04\x12\x16\n\x0ereserved_pages\x18\x05 \x01(\x04\x12\x16\n\x0enuma_hit_total\x18\x06 \x01(\x04\x12\x17\n\x0fnuma_miss_total\x18\x07 \x01(\x04\x12\x1a\n\x12numa_foreign_total\x18\x08 \x01(\x04\"\xac\x01\n\tSwapState\x12\x16\n\x0e\x63\x61pacity_pages\x18\x01 \x01(\x04\x12\x12\n\nused_pages\x18\x02 \x01(\x04\x12\x14\n\x0cpswpin_total\x18\x03 \x01(\x04\x12\x15\n\rpswpout_total\x18\x04 \x01(\x04\x12\x1d\n\x15\x62\x61ndwidth_bytes_per_s\x18\x05 \x01(\x01\x12\x14\n\x0c\x66\x61iled_total\x18\x06 \x01(\x04\x12\x11\n\tlatency_s\x18\x07 \x01(\x01\"\x8d\x02\n\tHostState\x12\x17\n\x0fpage_size_bytes\x18\x01 \x01(\r\x12\x13\n\x0btotal_pages\x18\x02 \x01(\x04\x12\x12\n\nfree_pages\x18\x03 \x01(\x04\x12\x14\n\x0cmapped_pages\x18\x04 \x01(\x04\x12\x16\n\x0ereserved_pages\x18\x05 \x01(\x04\x12$\n\x05nodes\x18\x06 \x03(\x0b\x32\x15.balloon.v1.NodeState\x12#\n\x04swap\x18\x07 \x01(\x0b\x32\x15.balloon.v1.SwapState\x12\r\n\x05now_s\x18\x08 \x01(\x01\x12\x16\n\x0enode_distances\x18\t \x03(\r\x12\x1e\n\x16refused_requests_total\x18\n \x01(\x04\"\x10\n\x0eListVmsRequest\"\x9f\x04\n\x07VmState\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x11\n\thome_node\x18\x02 \x01(\r\x12\x13\n\x0bguest_pages\x18\x03 \x01(\x04\x12)\n\x06target\x18\x04 \x01(\x0b\x32\x19.balloon.v1.BalloonTarget\x12\x1c\n\x14\x62\x61lloon_actual_pages\x18\x05 \x01(\x04\x12\x16\n\x0eresident_pages\x18\x06 \x01(\x04\x12\x1a\n\x12host_swapped_pages\x18\x07 \x01(\x04\x12\x14\n\x0cremote_pages\x18\x08 \x01(\x04\x12\x17\n\x0f\x64river_attached\x18\t \x01(\x08\x12\x19\n\x11\x61\x63\x63\x65pted_features\x18\n \x01(\x04\x12%\n\x05stats\x18\x0b \x01(\x0b\x32\x16.balloon.v1.GuestStats\x12\x13\n\x0bstats_age_s\x18\x0c \x01(\x01\x12\x1e\n\x16reclaimed_frames_total\x18\r \x01(\x04\x12\x15\n\rstall_s_total\x18\x0e \x01(\x01\x12\x14\n\x0cpswpin_total\x18\x0f \x01(\x04\x12\x15\n\rpswpout_total\x18\x10 \x01(\x04\x12\x17\n\x0f\x62\x61lloon_capable\x18\x11 \x01(\x08\x12\x18\n\x10\x61\x63ted_generation\x18\x12 \x01(\x03\x12 \n\x18oom_deflated_pages_total\x18\x13 \x01(\x04\x12!\n\x19\x66\x61iled_access_pages_total\x18\x14 \x01(\x04\"0\n\x0cListVmsReply\x12 \n\x03vms\x18\x01 \x03(\x0b\x32\x13.balloon.v1.VmState\"R\n\x17SetBalloonTargetRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x14\n\x0ctarget_pages\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"B\n\x15SetBalloonTargetReply\x12)\n\x06target\x18\x01 \x01(\x0b\x32\x19.balloon.v1.BalloonTarget\"\x15\n\x13GetBuddyInfoRequest\"<\n\tBuddyZone\x12\x0c\n\x04node\x18\x01 \x01(\r\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x13\n\x0b\x66ree_blocks\x18\x03 \x03(\x04\"?\n\tBuddyInfo\x12$\n\x05zones\x18\x01 \x03(\x0b\x32\x15.balloon.v1.BuddyZone\x12\x0c\n\x04text\x18\x02 \x01(\t2\xa9\x02\n\x04Host\x12<\n\x07GetHost\x12\x1a.balloon.v1.GetHostRequest\x1a\x15.balloon.v1.HostState\x12?\n\x07ListVms\x12\x1a.balloon.v1.ListVmsRequest\x1a\x18.balloon.v1.ListVmsReply\x12Z\n\x10SetBalloonTarget\x12#.balloon.v1.SetBalloonTargetRequest\x1a!.balloon.v1.SetBalloonTargetReply\x12\x46\n\x0cGetBuddyInfo\x12\x1f.balloon.v1.GetBuddyInfoRequest\x1a\x15.balloon.v1.BuddyInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x62\x61lloon/v1/host.proto\x12\nballoon.v1\x1a\x16\x62\x61lloon/v1/types.proto\"\x10\n\x0eGetHostRequest\"\xf1\x01\n\tNodeState\x12\x0c\n\x04node\x18\x01 \x01(\r\x12\x13\n\x0btotal_pages\x18\x02 \x01(\x04\x12\x12\n\nfree_pages\x18\x03 \x01(\x04\x12\x14\n\x0cmapped_pages\x18\x04 \x01(\x04\x12\x16\n\x0ereserved_pages\x18\x05 \x01(\x04\x12\x16\n\x0enuma_hit_total\x18\x06 \x01(\x04\x12\x17\n\x0fnuma_miss_total\x18\x07 \x01(\x04\x12\x1a\n\x12numa_foreign_total\x18\x08 \x01(\x04\x12\x18\n\x10local_node_total\x18\t \x01(\x04\x12\x18\n\x10other_node_total\x18\n \x01(\x04\"r\n\x08\x43puState\x12\x0b\n\x03\x63pu\x18\x01 \x01(\r\x12\x18\n\x10tlb_entries_used\x18\x02 \x01(\x04\x12\x1c\n\x14tlb_shootdowns_total\x18\x03 \x01(\x04\x12!\n\x19tlb_flushed_entries_total\x18\x04 \x01(\x04\"\xac\x01\n\tSwapState\x12\x16\n\x0e\x63\x61pacity_pages\x18\x01 \x01(\x04\x12\x12\n\nused_pages\x18\x02 \x01(\x04\x12\x14\n\x0cpswpin_total\x18\x03 \x01(\x04\x12\x15\n\rpswpout_total\x18\x04 \x01(\x04\x12\x1d\n\x15\x62\x61ndwidth_bytes_per_s\x18\x05 \x01(\x01\x12\x14\n\x0c\x66\x61iled_total\x18\x06 \x01(\x04\x12\x11\n\tlatency_s\x18\x07 \x01(\x01\"\x85\x03\n\tHostState\x12\x17\n\x0fpage_size_bytes\x18\x01 \x01(\r\x12\x13\n\x0btotal_pages\x18\x02 \x01(\x04\x12\x12\n\nfree_pages\x18\x03 \x01(\x04\x12\x14\n\x0cmapped_pages\x18\x04 \x01(\x04\x12\x16\n\x0ereserved_pages\x18\x05 \x01(\x04\x12$\n\x05nodes\x18\x06 \x03(\x0b\x32\x15.balloon.v1.NodeState\x12#\n\x04swap\x18\x07 \x01(\x0b\x32\x15.balloon.v1.SwapState\x12\r\n\x05now_s\x18\x08 \x01(\x01\x12\x16\n\x0enode_distances\x18\t \x03(\r\x12\x1e\n\x16refused_requests_total\x18\n \x01(\x04\x12\"\n\x04\x63pus\x18\x0b \x03(\x0b\x32\x14.balloon.v1.CpuState\x12\x1c\n\x14tlb_entries_per_core\x18\x0c \x01(\r\x12\x1b\n\x13tlb_interrupts_text\x18\r \x01(\t\x12\x17\n\x0fmin_free_kbytes\x18\x0e \x01(\x04\"\x10\n\x0eListVmsRequest\"\xa7\x06\n\x07VmState\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x11\n\thome_node\x18\x02 \x01(\r\x12\x13\n\x0bguest_pages\x18\x03 \x01(\x04\x12)\n\x06target\x18\x04 \x01(\x0b\x32\x19.balloon.v1.BalloonTarget\x12\x1c\n\x14\x62\x61lloon_actual_pages\x18\x05 \x01(\x04\x12\x16\n\x0eresident_pages\x18\x06 \x01(\x04\x12\x1a\n\x12host_swapped_pages\x18\x07 \x01(\x04\x12\x14\n\x0cremote_pages\x18\x08 \x01(\x04\x12\x17\n\x0f\x64river_attached\x18\t \x01(\x08\x12\x19\n\x11\x61\x63\x63\x65pted_features\x18\n \x01(\x04\x12%\n\x05stats\x18\x0b \x01(\x0b\x32\x16.balloon.v1.GuestStats\x12\x13\n\x0bstats_age_s\x18\x0c \x01(\x01\x12\x1e\n\x16reclaimed_frames_total\x18\r \x01(\x04\x12\x15\n\rstall_s_total\x18\x0e \x01(\x01\x12\x14\n\x0cpswpin_total\x18\x0f \x01(\x04\x12\x15\n\rpswpout_total\x18\x10 \x01(\x04\x12\x17\n\x0f\x62\x61lloon_capable\x18\x11 \x01(\x08\x12\x18\n\x10\x61\x63ted_generation\x18\x12 \x01(\x03\x12 \n\x18oom_deflated_pages_total\x18\x13 \x01(\x04\x12!\n\x19\x66\x61iled_access_pages_total\x18\x14 \x01(\x04\x12\x0f\n\x07\x62\x61\x63king\x18\x15 \x01(\t\x12\x1c\n\x14host_reclaimed_pages\x18\x16 \x01(\x04\x12\x1e\n\x16pinned_ballooned_pages\x18\x17 \x01(\x04\x12\x14\n\x0cremote_share\x18\x18 \x01(\x01\x12\x1d\n\x15\x61vg_access_latency_ns\x18\x19 \x01(\x01\x12\x1b\n\x13relative_throughput\x18\x1a \x01(\x01\x12\x1c\n\x14tlb_shootdowns_total\x18\x1b \x01(\x04\x12!\n\x19tlb_flushed_entries_total\x18\x1c \x01(\x04\x12$\n\x1ctlb_expected_flushed_entries\x18\x1d \x01(\x01\"0\n\x0cListVmsReply\x12 \n\x03vms\x18\x01 \x03(\x0b\x32\x13.balloon.v1.VmState\"R\n\x17SetBalloonTargetRequest\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x14\n\x0ctarget_pages\x18\x02 \x01(\x04\x12\x12\n\ngeneration\x18\x03 \x01(\x04\"B\n\x15SetBalloonTargetReply\x12)\n\x06target\x18\x01 \x01(\x0b\x32\x19.balloon.v1.BalloonTarget\"\x15\n\x13GetBuddyInfoRequest\"<\n\tBuddyZone\x12\x0c\n\x04node\x18\x01 \x01(\r\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x13\n\x0b\x66ree_blocks\x18\x03 \x03(\x04\"?\n\tBuddyInfo\x12$\n\x05zones\x18\x01 \x03(\x0b\x32\x15.balloon.v1.BuddyZone\x12\x0c\n\x04text\x18\x02 \x01(\t\"\x14\n\x12GetZoneInfoRequest\"P\n\x0fMigrateTypeFree\x12\x14\n\x0cmigrate_type\x18\x01 \x01(\t\x12\x13\n\x0b\x66ree_blocks\x18\x02 \x03(\x04\x12\x12\n\npageblocks\x18\x03 \x01(\x04\"\x83\x02\n\tZoneState\x12\x0c\n\x04node\x18\x01 \x01(\r\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61se_hfn\x18\x03 \x01(\x04\x12\x13\n\x0btotal_pages\x18\x04 \x01(\x04\x12\x12\n\nfree_pages\x18\x05 \x01(\x04\x12\x11\n\tmin_pages\x18\x06 \x01(\x04\x12\x11\n\tlow_pages\x18\x07 \x01(\x04\x12\x12\n\nhigh_pages\x18\x08 \x01(\x04\x12\x13\n\x0b\x66ree_blocks\x18\t \x03(\x04\x12\x1c\n\x14unusable_index_milli\x18\n \x03(\r\x12\x32\n\rmigrate_types\x18\x0b \x03(\x0b\x32\x1b.balloon.v1.MigrateTypeFree\"\x7f\n\x08ZoneInfo\x12$\n\x05zones\x18\x01 \x03(\x0b\x32\x15.balloon.v1.ZoneState\x12\x15\n\rzoneinfo_text\x18\x02 \x01(\t\x12\x19\n\x11pagetypeinfo_text\x18\x03 \x01(\t\x12\x1b\n\x13unusable_index_text\x18\x04 \x01(\t\"F\n\x18\x46indReclaimBlocksRequest\x12\x16\n\x0emax_used_pages\x18\x01 \x01(\r\x12\x12\n\nmax_blocks\x18\x02 \x01(\r\"6\n\nFrameOwner\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x0c\n\x04gpfn\x18\x02 \x01(\x04\x12\x0b\n\x03hfn\x18\x03 \x01(\x04\"\x88\x01\n\x0cReclaimBlock\x12\x0c\n\x04node\x18\x01 \x01(\r\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tfirst_hfn\x18\x03 \x01(\x04\x12\r\n\x05order\x18\x04 \x01(\r\x12\x12\n\nfree_pages\x18\x05 \x01(\x04\x12&\n\x06owners\x18\x06 \x03(\x0b\x32\x16.balloon.v1.FrameOwner\"9\n\rReclaimBlocks\x12(\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x18.balloon.v1.ReclaimBlock2\xc4\x03\n\x04Host\x12<\n\x07GetHost\x12\x1a.balloon.v1.GetHostRequest\x1a\x15.balloon.v1.HostState\x12?\n\x07ListVms\x12\x1a.balloon.v1.ListVmsRequest\x1a\x18.balloon.v1.ListVmsReply\x12Z\n\x10SetBalloonTarget\x12#.balloon.v1.SetBalloonTargetRequest\x1a!.balloon.v1.SetBalloonTargetReply\x12\x46\n\x0cGetBuddyInfo\x12\x1f.balloon.v1.GetBuddyInfoRequest\x1a\x15.balloon.v1.BuddyInfo\x12\x43\n\x0bGetZoneInfo\x12\x1e.balloon.v1.GetZoneInfoRequest\x1a\x14.balloon.v1.ZoneInfo\x12T\n\x11\x46indReclaimBlocks\x12$.balloon.v1.FindReclaimBlocksRequest\x1a\x19.balloon.v1.ReclaimBlocksb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,27 +35,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETHOSTREQUEST']._serialized_start=61
   _globals['_GETHOSTREQUEST']._serialized_end=77
   _globals['_NODESTATE']._serialized_start=80
-  _globals['_NODESTATE']._serialized_end=269
-  _globals['_SWAPSTATE']._serialized_start=272
-  _globals['_SWAPSTATE']._serialized_end=444
-  _globals['_HOSTSTATE']._serialized_start=447
-  _globals['_HOSTSTATE']._serialized_end=716
-  _globals['_LISTVMSREQUEST']._serialized_start=718
-  _globals['_LISTVMSREQUEST']._serialized_end=734
-  _globals['_VMSTATE']._serialized_start=737
-  _globals['_VMSTATE']._serialized_end=1280
-  _globals['_LISTVMSREPLY']._serialized_start=1282
-  _globals['_LISTVMSREPLY']._serialized_end=1330
-  _globals['_SETBALLOONTARGETREQUEST']._serialized_start=1332
-  _globals['_SETBALLOONTARGETREQUEST']._serialized_end=1414
-  _globals['_SETBALLOONTARGETREPLY']._serialized_start=1416
-  _globals['_SETBALLOONTARGETREPLY']._serialized_end=1482
-  _globals['_GETBUDDYINFOREQUEST']._serialized_start=1484
-  _globals['_GETBUDDYINFOREQUEST']._serialized_end=1505
-  _globals['_BUDDYZONE']._serialized_start=1507
-  _globals['_BUDDYZONE']._serialized_end=1567
-  _globals['_BUDDYINFO']._serialized_start=1569
-  _globals['_BUDDYINFO']._serialized_end=1632
-  _globals['_HOST']._serialized_start=1635
-  _globals['_HOST']._serialized_end=1932
+  _globals['_NODESTATE']._serialized_end=321
+  _globals['_CPUSTATE']._serialized_start=323
+  _globals['_CPUSTATE']._serialized_end=437
+  _globals['_SWAPSTATE']._serialized_start=440
+  _globals['_SWAPSTATE']._serialized_end=612
+  _globals['_HOSTSTATE']._serialized_start=615
+  _globals['_HOSTSTATE']._serialized_end=1004
+  _globals['_LISTVMSREQUEST']._serialized_start=1006
+  _globals['_LISTVMSREQUEST']._serialized_end=1022
+  _globals['_VMSTATE']._serialized_start=1025
+  _globals['_VMSTATE']._serialized_end=1832
+  _globals['_LISTVMSREPLY']._serialized_start=1834
+  _globals['_LISTVMSREPLY']._serialized_end=1882
+  _globals['_SETBALLOONTARGETREQUEST']._serialized_start=1884
+  _globals['_SETBALLOONTARGETREQUEST']._serialized_end=1966
+  _globals['_SETBALLOONTARGETREPLY']._serialized_start=1968
+  _globals['_SETBALLOONTARGETREPLY']._serialized_end=2034
+  _globals['_GETBUDDYINFOREQUEST']._serialized_start=2036
+  _globals['_GETBUDDYINFOREQUEST']._serialized_end=2057
+  _globals['_BUDDYZONE']._serialized_start=2059
+  _globals['_BUDDYZONE']._serialized_end=2119
+  _globals['_BUDDYINFO']._serialized_start=2121
+  _globals['_BUDDYINFO']._serialized_end=2184
+  _globals['_GETZONEINFOREQUEST']._serialized_start=2186
+  _globals['_GETZONEINFOREQUEST']._serialized_end=2206
+  _globals['_MIGRATETYPEFREE']._serialized_start=2208
+  _globals['_MIGRATETYPEFREE']._serialized_end=2288
+  _globals['_ZONESTATE']._serialized_start=2291
+  _globals['_ZONESTATE']._serialized_end=2550
+  _globals['_ZONEINFO']._serialized_start=2552
+  _globals['_ZONEINFO']._serialized_end=2679
+  _globals['_FINDRECLAIMBLOCKSREQUEST']._serialized_start=2681
+  _globals['_FINDRECLAIMBLOCKSREQUEST']._serialized_end=2751
+  _globals['_FRAMEOWNER']._serialized_start=2753
+  _globals['_FRAMEOWNER']._serialized_end=2807
+  _globals['_RECLAIMBLOCK']._serialized_start=2810
+  _globals['_RECLAIMBLOCK']._serialized_end=2946
+  _globals['_RECLAIMBLOCKS']._serialized_start=2948
+  _globals['_RECLAIMBLOCKS']._serialized_end=3005
+  _globals['_HOST']._serialized_start=3008
+  _globals['_HOST']._serialized_end=3460
 # @@protoc_insertion_point(module_scope)

@@ -54,6 +54,16 @@ class HostStub:
                 request_serializer=balloon_dot_v1_dot_host__pb2.GetBuddyInfoRequest.SerializeToString,
                 response_deserializer=balloon_dot_v1_dot_host__pb2.BuddyInfo.FromString,
                 _registered_method=True)
+        self.GetZoneInfo = channel.unary_unary(
+                '/balloon.v1.Host/GetZoneInfo',
+                request_serializer=balloon_dot_v1_dot_host__pb2.GetZoneInfoRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_host__pb2.ZoneInfo.FromString,
+                _registered_method=True)
+        self.FindReclaimBlocks = channel.unary_unary(
+                '/balloon.v1.Host/FindReclaimBlocks',
+                request_serializer=balloon_dot_v1_dot_host__pb2.FindReclaimBlocksRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_host__pb2.ReclaimBlocks.FromString,
+                _registered_method=True)
 
 
 class HostServicer:
@@ -83,6 +93,22 @@ class HostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetZoneInfo(self, request, context):
+        """Zones with watermarks, /proc/pagetypeinfo-style counts and the
+        extfrag unusable free space index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindReclaimBlocks(self, request, context):
+        """Nearly free 2 MiB-aligned host blocks and the (vm_id, gpfn) behind each
+        used frame, so a caller can ask those guests to balloon exactly those pages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +131,16 @@ def add_HostServicer_to_server(servicer, server):
                     servicer.GetBuddyInfo,
                     request_deserializer=balloon_dot_v1_dot_host__pb2.GetBuddyInfoRequest.FromString,
                     response_serializer=balloon_dot_v1_dot_host__pb2.BuddyInfo.SerializeToString,
+            ),
+            'GetZoneInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetZoneInfo,
+                    request_deserializer=balloon_dot_v1_dot_host__pb2.GetZoneInfoRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_host__pb2.ZoneInfo.SerializeToString,
+            ),
+            'FindReclaimBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindReclaimBlocks,
+                    request_deserializer=balloon_dot_v1_dot_host__pb2.FindReclaimBlocksRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_host__pb2.ReclaimBlocks.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +251,60 @@ class Host:
             '/balloon.v1.Host/GetBuddyInfo',
             balloon_dot_v1_dot_host__pb2.GetBuddyInfoRequest.SerializeToString,
             balloon_dot_v1_dot_host__pb2.BuddyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetZoneInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Host/GetZoneInfo',
+            balloon_dot_v1_dot_host__pb2.GetZoneInfoRequest.SerializeToString,
+            balloon_dot_v1_dot_host__pb2.ZoneInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindReclaimBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Host/FindReclaimBlocks',
+            balloon_dot_v1_dot_host__pb2.FindReclaimBlocksRequest.SerializeToString,
+            balloon_dot_v1_dot_host__pb2.ReclaimBlocks.FromString,
             options,
             channel_credentials,
             insecure,

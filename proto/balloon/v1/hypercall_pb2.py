@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from balloon.v1 import types_pb2 as balloon_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x61lloon/v1/hypercall.proto\x12\nballoon.v1\x1a\x16\x62\x61lloon/v1/types.proto\"A\n\rAttachRequest\x12\x18\n\x10offered_features\x18\x01 \x01(\x04\x12\x16\n\x0e\x64river_version\x18\x02 \x01(\t\"\xdb\x01\n\x0b\x41ttachReply\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65pted_features\x18\x02 \x01(\x04\x12\x13\n\x0bguest_pages\x18\x03 \x01(\x04\x12\x17\n\x0fpage_size_bytes\x18\x04 \x01(\r\x12\x16\n\x0emax_batch_pfns\x18\x05 \x01(\r\x12)\n\x06target\x18\x06 \x01(\x0b\x32\x19.balloon.v1.BalloonTarget\x12\x14\n\x0c\x61\x63tual_pages\x18\x07 \x01(\x04\x12\x1b\n\x13\x62\x61llooned_pfns_le32\x18\x08 \x01(\x0c\"E\n\x0c\x42\x61lloonPages\x12\x11\n\tpfns_le32\x18\x01 \x01(\x0c\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0e\n\x06on_oom\x18\x03 \x01(\x08\"o\n\x0c\x42\x61lloonReply\x12\x16\n\x0e\x61\x63\x63\x65pted_pages\x18\x01 \x01(\x04\x12\x17\n\x0f\x64uplicate_pages\x18\x02 \x01(\x04\x12\x14\n\x0c\x61\x63tual_pages\x18\x03 \x01(\x04\x12\x18\n\x10reclaimed_frames\x18\x04 \x01(\x04\"&\n\x10ReportStatsReply\x12\x12\n\ninterval_s\x18\x01 \x01(\x01\"\x14\n\x12WatchTargetRequest2\xd8\x02\n\tHypercall\x12<\n\x06\x41ttach\x12\x19.balloon.v1.AttachRequest\x1a\x17.balloon.v1.AttachReply\x12=\n\x07Inflate\x12\x18.balloon.v1.BalloonPages\x1a\x18.balloon.v1.BalloonReply\x12=\n\x07\x44\x65\x66late\x12\x18.balloon.v1.BalloonPages\x1a\x18.balloon.v1.BalloonReply\x12\x43\n\x0bReportStats\x12\x16.balloon.v1.GuestStats\x1a\x1c.balloon.v1.ReportStatsReply\x12J\n\x0bWatchTarget\x12\x1e.balloon.v1.WatchTargetRequest\x1a\x19.balloon.v1.BalloonTarget0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x62\x61lloon/v1/hypercall.proto\x12\nballoon.v1\x1a\x16\x62\x61lloon/v1/types.proto\"U\n\rAttachRequest\x12\x18\n\x10offered_features\x18\x01 \x01(\x04\x12\x16\n\x0e\x64river_version\x18\x02 \x01(\t\x12\x12\n\npoison_val\x18\x03 \x01(\r\"\x87\x02\n\x0b\x41ttachReply\x12\r\n\x05vm_id\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65pted_features\x18\x02 \x01(\x04\x12\x13\n\x0bguest_pages\x18\x03 \x01(\x04\x12\x17\n\x0fpage_size_bytes\x18\x04 \x01(\r\x12\x16\n\x0emax_batch_pfns\x18\x05 \x01(\r\x12)\n\x06target\x18\x06 \x01(\x0b\x32\x19.balloon.v1.BalloonTarget\x12\x14\n\x0c\x61\x63tual_pages\x18\x07 \x01(\x04\x12\x1b\n\x13\x62\x61llooned_pfns_le32\x18\x08 \x01(\x0c\x12\x16\n\x0e\x62\x61lloon_stream\x18\t \x01(\x08\x12\x12\n\npoison_val\x18\n \x01(\r\"E\n\x0c\x42\x61lloonPages\x12\x11\n\tpfns_le32\x18\x01 \x01(\x0c\x12\x12\n\ngeneration\x18\x02 \x01(\x04\x12\x0e\n\x06on_oom\x18\x03 \x01(\x08\"Z\n\x0c\x42\x61lloonBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x0f\n\x07\x64\x65\x66late\x18\x02 \x01(\x08\x12\'\n\x05pages\x18\x03 \x01(\x0b\x32\x18.balloon.v1.BalloonPages\"{\n\x11\x42\x61lloonBatchReply\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\'\n\x05reply\x18\x02 \x01(\x0b\x32\x18.balloon.v1.BalloonReply\x12\x13\n\x0bstatus_code\x18\x03 \x01(\r\x12\x16\n\x0estatus_message\x18\x04 \x01(\t\"o\n\x0c\x42\x61lloonReply\x12\x16\n\x0e\x61\x63\x63\x65pted_pages\x18\x01 \x01(\x04\x12\x17\n\x0f\x64uplicate_pages\x18\x02 \x01(\x04\x12\x14\n\x0c\x61\x63tual_pages\x18\x03 \x01(\x04\x12\x18\n\x10reclaimed_frames\x18\x04 \x01(\x04\"&\n\x10ReportStatsReply\x12\x12\n\ninterval_s\x18\x01 \x01(\x01\"\x14\n\x12WatchTargetRequest\"=\n\tFreePages\x12\x11\n\tpfns_le32\x18\x01 \x01(\x0c\x12\r\n\x05order\x18\x02 \x01(\r\x12\x0e\n\x06\x63md_id\x18\x03 \x01(\r\"B\n\x0e\x46reePagesReply\x12\x16\n\x0e\x61\x63\x63\x65pted_pages\x18\x01 \x01(\x04\x12\x18\n\x10reclaimed_frames\x18\x02 \x01(\x04\x32\xaa\x04\n\tHypercall\x12<\n\x06\x41ttach\x12\x19.balloon.v1.AttachRequest\x1a\x17.balloon.v1.AttachReply\x12=\n\x07Inflate\x12\x18.balloon.v1.BalloonPages\x1a\x18.balloon.v1.BalloonReply\x12=\n\x07\x44\x65\x66late\x12\x18.balloon.v1.BalloonPages\x1a\x18.balloon.v1.BalloonReply\x12\x43\n\x0bReportStats\x12\x16.balloon.v1.GuestStats\x1a\x1c.balloon.v1.ReportStatsReply\x12J\n\x0bWatchTarget\x12\x1e.balloon.v1.WatchTargetRequest\x1a\x19.balloon.v1.BalloonTarget0\x01\x12\x46\n\x07\x42\x61lloon\x12\x18.balloon.v1.BalloonBatch\x1a\x1d.balloon.v1.BalloonBatchReply(\x01\x30\x01\x12\x44\n\x0fReportFreePages\x12\x15.balloon.v1.FreePages\x1a\x1a.balloon.v1.FreePagesReply\x12\x42\n\rHintFreePages\x12\x15.balloon.v1.FreePages\x1a\x1a.balloon.v1.FreePagesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'balloon.v1.hypercall_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ATTACHREQUEST']._serialized_start=66
-  _globals['_ATTACHREQUEST']._serialized_end=131
-  _globals['_ATTACHREPLY']._serialized_start=134
-  _globals['_ATTACHREPLY']._serialized_end=353
-  _globals['_BALLOONPAGES']._serialized_start=355
-  _globals['_BALLOONPAGES']._serialized_end=424
-  _globals['_BALLOONREPLY']._serialized_start=426
-  _globals['_BALLOONREPLY']._serialized_end=537
-  _globals['_REPORTSTATSREPLY']._serialized_start=539
-  _globals['_REPORTSTATSREPLY']._serialized_end=577
-  _globals['_WATCHTARGETREQUEST']._serialized_start=579
-  _globals['_WATCHTARGETREQUEST']._serialized_end=599
-  _globals['_HYPERCALL']._serialized_start=602
-  _globals['_HYPERCALL']._serialized_end=946
+  _globals['_ATTACHREQUEST']._serialized_end=151
+  _globals['_ATTACHREPLY']._serialized_start=154
+  _globals['_ATTACHREPLY']._serialized_end=417
+  _globals['_BALLOONPAGES']._serialized_start=419
+  _globals['_BALLOONPAGES']._serialized_end=488
+  _globals['_BALLOONBATCH']._serialized_start=490
+  _globals['_BALLOONBATCH']._serialized_end=580
+  _globals['_BALLOONBATCHREPLY']._serialized_start=582
+  _globals['_BALLOONBATCHREPLY']._serialized_end=705
+  _globals['_BALLOONREPLY']._serialized_start=707
+  _globals['_BALLOONREPLY']._serialized_end=818
+  _globals['_REPORTSTATSREPLY']._serialized_start=820
+  _globals['_REPORTSTATSREPLY']._serialized_end=858
+  _globals['_WATCHTARGETREQUEST']._serialized_start=860
+  _globals['_WATCHTARGETREQUEST']._serialized_end=880
+  _globals['_FREEPAGES']._serialized_start=882
+  _globals['_FREEPAGES']._serialized_end=943
+  _globals['_FREEPAGESREPLY']._serialized_start=945
+  _globals['_FREEPAGESREPLY']._serialized_end=1011
+  _globals['_HYPERCALL']._serialized_start=1014
+  _globals['_HYPERCALL']._serialized_end=1568
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,21 @@ class HypercallStub:
                 request_serializer=balloon_dot_v1_dot_hypercall__pb2.WatchTargetRequest.SerializeToString,
                 response_deserializer=balloon_dot_v1_dot_types__pb2.BalloonTarget.FromString,
                 _registered_method=True)
+        self.Balloon = channel.stream_stream(
+                '/balloon.v1.Hypercall/Balloon',
+                request_serializer=balloon_dot_v1_dot_hypercall__pb2.BalloonBatch.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_hypercall__pb2.BalloonBatchReply.FromString,
+                _registered_method=True)
+        self.ReportFreePages = channel.unary_unary(
+                '/balloon.v1.Hypercall/ReportFreePages',
+                request_serializer=balloon_dot_v1_dot_hypercall__pb2.FreePages.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.FromString,
+                _registered_method=True)
+        self.HintFreePages = channel.unary_unary(
+                '/balloon.v1.Hypercall/HintFreePages',
+                request_serializer=balloon_dot_v1_dot_hypercall__pb2.FreePages.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.FromString,
+                _registered_method=True)
 
 
 class HypercallServicer:
@@ -101,6 +116,33 @@ class HypercallServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Balloon(self, request_iterator, context):
+        """The fast path: many inflate and deflate batches on one long-lived stream,
+        each at most `max_batch_pfns` PFNs, answered in order with one reply per
+        batch carrying the same `batch_id`. A refused batch gets its status in the
+        reply and the stream goes on. Offered when AttachReply.balloon_stream is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportFreePages(self, request, context):
+        """PAGE_REPORTING: free blocks of 2^order pages (pageblock order 9) the guest
+        reports. The host discards their frames; the pages stay the guest's and are
+        backed again lazily on the next touch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HintFreePages(self, request, context):
+        """FREE_PAGE_HINT: blocks free in the guest while hint command `cmd_id` runs.
+        The host only learns of them; nothing is discarded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HypercallServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +170,21 @@ def add_HypercallServicer_to_server(servicer, server):
                     servicer.WatchTarget,
                     request_deserializer=balloon_dot_v1_dot_hypercall__pb2.WatchTargetRequest.FromString,
                     response_serializer=balloon_dot_v1_dot_types__pb2.BalloonTarget.SerializeToString,
+            ),
+            'Balloon': grpc.stream_stream_rpc_method_handler(
+                    servicer.Balloon,
+                    request_deserializer=balloon_dot_v1_dot_hypercall__pb2.BalloonBatch.FromString,
+                    response_serializer=balloon_dot_v1_dot_hypercall__pb2.BalloonBatchReply.SerializeToString,
+            ),
+            'ReportFreePages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFreePages,
+                    request_deserializer=balloon_dot_v1_dot_hypercall__pb2.FreePages.FromString,
+                    response_serializer=balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.SerializeToString,
+            ),
+            'HintFreePages': grpc.unary_unary_rpc_method_handler(
+                    servicer.HintFreePages,
+                    request_deserializer=balloon_dot_v1_dot_hypercall__pb2.FreePages.FromString,
+                    response_serializer=balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +322,87 @@ class Hypercall:
             '/balloon.v1.Hypercall/WatchTarget',
             balloon_dot_v1_dot_hypercall__pb2.WatchTargetRequest.SerializeToString,
             balloon_dot_v1_dot_types__pb2.BalloonTarget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Balloon(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/balloon.v1.Hypercall/Balloon',
+            balloon_dot_v1_dot_hypercall__pb2.BalloonBatch.SerializeToString,
+            balloon_dot_v1_dot_hypercall__pb2.BalloonBatchReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFreePages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Hypercall/ReportFreePages',
+            balloon_dot_v1_dot_hypercall__pb2.FreePages.SerializeToString,
+            balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HintFreePages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Hypercall/HintFreePages',
+            balloon_dot_v1_dot_hypercall__pb2.FreePages.SerializeToString,
+            balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.FromString,
             options,
             channel_credentials,
             insecure,

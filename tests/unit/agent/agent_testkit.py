@@ -126,6 +126,12 @@ class FakeHost:
     set_calls: list[tuple[str, int, int]] = field(default_factory=list)
     bump_before_set: set[str] = field(default_factory=set)
     """VMs whose generation someone else bumps just before our next set."""
+    refuse: set[str] = field(default_factory=set)
+    """VMs whose every target change the host refuses (INVALID_ARGUMENT)."""
+    settle_on_set: bool = False
+    """Balloons reach a new target at once."""
+    swap_bandwidth_bytes_per_s: float = 0.0
+    """Reported swap-device bandwidth (0: not reported)."""
 
     def add(self, vm_id: str, **kwargs: Any) -> FakeVm:
         fake = FakeVm(vm_id=vm_id, guest_pages=kwargs.pop("guest_pages", GIB_PAGES), **kwargs)
@@ -156,7 +162,9 @@ class FakeHost:
             total_pages=self.total_pages,
             free_pages=free,
             nodes=[host_pb2.NodeState(node=0, total_pages=self.total_pages, free_pages=free)],
-            swap=host_pb2.SwapState(capacity_pages=GIB_PAGES),
+            swap=host_pb2.SwapState(
+                capacity_pages=GIB_PAGES, bandwidth_bytes_per_s=self.swap_bandwidth_bytes_per_s
+            ),
             now_s=self.now_s,
         )
 
@@ -197,8 +205,12 @@ class FakeHost:
             return grpc.StatusCode.FAILED_PRECONDITION, "generation: stale"
         if target_pages > fake.guest_pages:
             return grpc.StatusCode.INVALID_ARGUMENT, "target_pages: above guest_pages"
+        if vm_id in self.refuse:
+            return grpc.StatusCode.INVALID_ARGUMENT, "target_pages: refused by the test"
         fake.target_pages = target_pages
         fake.generation += 1
+        if self.settle_on_set and fake.driver_attached:
+            fake.actual_pages = target_pages
         return grpc.StatusCode.OK, ""
 
     # --- HostApi (no gRPC) ----------------------------------------------------
@@ -222,8 +234,11 @@ class FakeHost:
         return fake.target_pages, fake.generation
 
 
-class FakeHostServicer:
-    """balloon.v1.Host over a FakeHost, checking the operator token."""
+class FakeHostServicer(host_pb2_grpc.HostServicer):
+    """balloon.v1.Host over a FakeHost, checking the operator token.
+
+    RPCs it does not define answer UNIMPLEMENTED, as the generated base does.
+    """
 
     def __init__(self, fake: FakeHost) -> None:
         self._fake = fake

@@ -82,3 +82,37 @@ def test_entry_point_exits_2_with_one_line(
     assert code == 2
     assert named in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_vm_policy_is_read_per_vm() -> None:
+    """The launcher's vm_policy table becomes typed per-VM settings; missing keys default."""
+    config = AgentConfig.from_dict(
+        {**GOOD, "vm_policy": {"web": {"memory_sensitivity": 3, "users_served": 200}}}
+    )
+
+    web = config.vm_policies["web"]
+    assert (web.memory_sensitivity, web.users_served) == (3.0, 200.0)
+    assert web.huge_page_fraction == 0.0 and web.swap_pages_per_s_per_gib is None
+
+
+@pytest.mark.parametrize(
+    ("vm_policy", "message"),
+    [
+        pytest.param([], "vm_policy: must be an object", id="not_object"),
+        pytest.param({"web": 1}, "vm_policy.web: must be an object", id="entry_not_object"),
+        pytest.param({"web": {"bogus": 1}}, "vm_policy.web: unknown key 'bogus'", id="unknown"),
+        pytest.param(
+            {"web": {"users_served": "many"}}, "vm_policy.web.users_served", id="not_number"
+        ),
+        pytest.param(
+            {"web": {"memory_sensitivity": -1}}, "vm_policy.web.memory_sensitivity", id="negative"
+        ),
+        pytest.param(
+            {"web": {"huge_page_fraction": 1.5}}, "vm_policy.web.huge_page_fraction", id="over_1"
+        ),
+    ],
+)
+def test_bad_vm_policy_is_refused_naming_the_key(vm_policy: Any, message: str) -> None:
+    """Each bad per-VM setting is refused with its full key path."""
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        AgentConfig.from_dict({**GOOD, "vm_policy": vm_policy})

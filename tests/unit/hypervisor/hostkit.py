@@ -17,8 +17,16 @@ def make_host(
     latency_s: float = 0.5,
     capable: bool = True,
     attach: bool = True,
+    backing: dict[str, str] | None = None,
+    tlb: dict[str, int] | None = None,
+    vcpu_cores: dict[str, list[int]] | None = None,
+    min_free_kbytes: int | None = 0,
 ) -> Host:
-    """A fresh host; `vms` holds (vm_id, guest_pages, home_node)."""
+    """A fresh host; `vms` holds (vm_id, guest_pages, home_node).
+
+    Watermarks are zero unless `min_free_kbytes` is given (None computes it
+    as Linux does, which on a host this small keeps most of it in reserve).
+    """
     raw: dict[str, Any] = {
         "nodes": [{"node": i, "total_pages": n} for i, n in enumerate(node_pages)],
         "swap": {
@@ -31,6 +39,15 @@ def make_host(
             for v, g, h in vms
         ],
     }
+    for vm in raw["vms"]:
+        if backing and vm["vm_id"] in backing:
+            vm["backing"] = backing[vm["vm_id"]]
+        if vcpu_cores and vm["vm_id"] in vcpu_cores:
+            vm["vcpu_cores"] = vcpu_cores[vm["vm_id"]]
+    if min_free_kbytes is not None:
+        raw["min_free_kbytes"] = min_free_kbytes
+    if tlb is not None:
+        raw["tlb"] = tlb
     if distances is not None:
         raw["distances"] = distances
     host = Host(parse_host(raw))

@@ -300,7 +300,7 @@ def test_reattach_returns_the_ballooned_pages() -> None:
 
     assert again.actual_pages == 3
     assert again.ballooned_gpfns.tolist() == [3, 7, 9]
-    assert again.accepted_features == 0b111
+    assert again.accepted_features == 0b111111
 
 
 @pytest.mark.parametrize(
@@ -339,6 +339,7 @@ def test_reserved_fraction_is_kept_at_the_node_start() -> None:
         "nodes": [{"node": 0, "total_pages": 100, "reserved_fraction": 0.25}],
         "swap": {"capacity_pages": 0, "bandwidth_bytes_per_s": 1.0},
         "vms": [{"vm_id": "vm1", "guest_pages": 200, "home_node": 0}],
+        "min_free_kbytes": 0,
     }
     host = Host(parse_host(raw))
 

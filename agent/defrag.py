@@ -1,0 +1,95 @@
+"""Defragmenting reclaim: free a 2 MiB host block by ballooning exactly the pages in it.
+
+The hypervisor's `FindReclaimBlocks` lists nearly free order-9 blocks with
+the (vm_id, gpfn) behind each used frame. `plan_defrag` picks the blocks that
+cost fewest pages to clear, up to the huge pages wanted, and groups the
+gpfns per guest; `blocks_formed` reads the result from the buddy counts.
+
+Not wired into the loop yet: the guest protocol has no way to ask a driver
+to balloon given gpfns (it picks its own pages), so the agent cannot send
+these requests. `blocks_from_proto` is ready for the Host API reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+#: Frames in an order-9 block (2 MiB of 4 KiB pages).
+HUGE_BLOCK_PAGES = 512
+
+
+@dataclass(frozen=True)
+class BlockView:
+    """One nearly free 2 MiB-aligned host block."""
+
+    first_hfn: int
+    """Its first host frame."""
+    node: int
+    """Its NUMA node."""
+    free_pages: int
+    """Free frames in it."""
+    owners: tuple[tuple[str, int], ...]
+    """(vm_id, gpfn) of every used frame in it."""
+
+
+@dataclass(frozen=True)
+class DefragPlan:
+    """Which gpfns to ask each guest for, and what that should form."""
+
+    blocks: tuple[int, ...]
+    """first_hfn of the blocks chosen, cheapest first."""
+    gpfns_by_vm: Mapping[str, tuple[int, ...]]
+    """Per guest, the gpfns to balloon, sorted."""
+    pages_asked: int
+    """Frames to be ballooned in total."""
+    blocks_expected: int
+    """Order-9 blocks that form if every guest complies."""
+
+
+def blocks_from_proto(reply: Any) -> list[BlockView]:
+    """BlockViews from a `ReclaimBlocks` message."""
+    return [
+        BlockView(
+            first_hfn=int(b.first_hfn),
+            node=int(b.node),
+            free_pages=int(b.free_pages),
+            owners=tuple((str(o.vm_id), int(o.gpfn)) for o in b.owners),
+        )
+        for b in reply.blocks
+        if int(b.order) == 9
+    ]
+
+
+def plan_defrag(
+    blocks: Sequence[BlockView],
+    wanted_blocks: int,
+    movable_vms: set[str],
+    max_used_pages: int = 64,
+) -> DefragPlan:
+    """The cheapest blocks to clear; a block with a frame of a VM not in `movable_vms`
+    (no driver, pinned, huge-page backed) cannot be cleared and is skipped."""
+    usable = [
+        b
+        for b in blocks
+        if HUGE_BLOCK_PAGES - b.free_pages <= max_used_pages
+        and len(b.owners) == HUGE_BLOCK_PAGES - b.free_pages
+        and all(vm_id in movable_vms for vm_id, _ in b.owners)
+    ]
+    chosen = sorted(usable, key=lambda b: (len(b.owners), b.first_hfn))[: max(0, wanted_blocks)]
+    per_vm: dict[str, set[int]] = {}
+    for block in chosen:
+        for vm_id, gpfn in block.owners:
+            per_vm.setdefault(vm_id, set()).add(gpfn)
+    return DefragPlan(
+        blocks=tuple(b.first_hfn for b in chosen),
+        gpfns_by_vm={k: tuple(sorted(v)) for k, v in sorted(per_vm.items())},
+        pages_asked=sum(len(v) for v in per_vm.values()),
+        blocks_expected=len(chosen),
+    )
+
+
+def blocks_formed(order9_free_before: int, order9_free_after: int) -> int:
+    """Order-9 (or larger, counted in order-9 units) blocks formed between two buddy reads."""
+    return max(0, order9_free_after - order9_free_before)
