@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("wire", "host")
+BENCHMARKS = ("wire", "host", "transport")
 
 
 def main(argv: list[str] | None = None) -> int:

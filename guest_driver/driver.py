@@ -19,6 +19,7 @@ import structlog
 
 from balloon_common.pfns import MAX_BATCH_PFNS
 
+from .free_pages import FreePageReporter
 from .memory import OOM_NR_PAGES, FrameState, Gpfns, GuestMemory
 from .metrics import GuestMetrics
 from .transport import (
@@ -43,6 +44,8 @@ BACKOFF_MAX_S = 30.0
 """Longest wait between attach attempts, in ticks."""
 RATE_BURST_S = 1.0
 """The rate limiter saves up at most this many tick-seconds of allowance."""
+FREE_REPORT_INTERVAL_S = 2.0
+"""Ticks between free page reports (PAGE_REPORTING), as Linux's 2 s reporting delay."""
 
 
 class Direction(enum.Enum):
@@ -167,6 +170,9 @@ class BalloonDriver:
         self._oom_hold_generation: int | None = None
         self._moved_since_target_pages = 0
         self._stats_refusal_logged = False
+        self._reporter = FreePageReporter(memory.config.guest_pages)
+        self._free_report_due_s = 0.0
+        self._free_report_refusal_logged = False
 
     @property
     def attached(self) -> bool:
@@ -421,6 +427,38 @@ class BalloonDriver:
             self._stats_interval_s = max(MIN_STATS_INTERVAL_S, interval_s)
         self._stats_due_s = now_s + self._stats_interval_s
         return True
+
+    # -------------------------------------------------- free page reporting
+
+    async def report_free_if_due(self, now_s: float) -> int:
+        """Reports whole free pageblocks not yet reported, if PAGE_REPORTING was negotiated.
+
+        Returns the pages reported. The host discards their frames; they stay the guest's.
+        """
+        if not self.attached or Feature.PAGE_REPORTING not in self.accepted:
+            return 0
+        if now_s < self._free_report_due_s:
+            return 0
+        self._free_report_due_s = now_s + FREE_REPORT_INTERVAL_S
+        free = np.zeros(self._memory.config.guest_pages, dtype=np.bool_)
+        free[self._memory.frames_in(FrameState.FREE)] = True
+        heads = self._reporter.due(free)
+        if heads.size == 0:
+            return 0
+        try:
+            pages = await self._transport.report_free(heads, self._reporter.order)
+        except TransportError as exc:
+            self._metrics.free_reports.labels(self._vm_id, "failed").inc()
+            if not isinstance(exc, HostRefused):
+                self._lost(exc, "report_free")
+            elif not self._free_report_refusal_logged:
+                self._free_report_refusal_logged = True
+                self._log.warning("guest_free_report_refused", code=exc.code, error=str(exc))
+            return 0
+        self._reporter.reported(heads)
+        self._metrics.free_reports.labels(self._vm_id, "ok").inc()
+        self._metrics.free_reported_pages.labels(self._vm_id).inc(pages)
+        return pages
 
     @property
     def stats_interval_s(self) -> float:

@@ -84,6 +84,7 @@ class Guest:
         if self.driver is not None and await self.driver.ensure_attached(now_s):
             await self.driver.balance(now_s)
             await self.driver.report_stats_if_due(now_s)
+            await self.driver.report_free_if_due(now_s)
         self._metrics.observe_memory(self.memory)
 
     async def _handle_oom(self, wanted: int, shortfall: int) -> None:

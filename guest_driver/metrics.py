@@ -60,6 +60,18 @@ class GuestMetrics:
             ["vm", "outcome"],
             registry=registry,
         )
+        self.free_reports = Counter(
+            "guest_free_page_reports",
+            "Free page reports (PAGE_REPORTING) by outcome.",
+            ["vm", "outcome"],
+            registry=registry,
+        )
+        self.free_reported_pages = Counter(
+            "guest_free_page_reported_pages",
+            "Pages in free pageblocks reported to the host.",
+            ["vm"],
+            registry=registry,
+        )
         self.target_updates = Counter(
             "guest_target_updates", "Targets received from the host.", ["vm"], registry=registry
         )

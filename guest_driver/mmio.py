@@ -226,6 +226,16 @@ class MmioTransport:
         await self._write_actual(self._balloon_pages)
         return BatchReply(len(gpfns), 0, self._balloon_pages, 0)
 
+    async def report_free(self, heads: Gpfns, order: int) -> int:
+        """One reporting-queue buffer: the le32 first PFN of each free 2^order block.
+
+        Known shortcoming: Linux puts each free range's guest address and length
+        in the descriptors; guest memory is not in the shared window here, so the
+        buffer names the blocks instead, and the device takes order 9.
+        """
+        await self._send(QueueKind.REPORTING, np.asarray(heads, dtype="<u4").tobytes())
+        return len(heads) << order
+
     async def report_stats(self, stats: MemoryStats, sampled_at_s: float) -> float:
         await self._send(QueueKind.STATS, stats_entries(stats))
         return 0.0

@@ -141,6 +141,10 @@ class HostTransport(Protocol):
         """The current target, then every change, until the stream breaks."""
         ...
 
+    async def report_free(self, heads: Gpfns, order: int) -> int:
+        """PAGE_REPORTING: free blocks of 2^order pages starting at `heads`; returns pages."""
+        ...
+
 
 class VcpuChannel(Protocol):
     """Where the guest's memory accesses go."""
@@ -328,6 +332,16 @@ class GrpcTransport:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
         return _batch_reply(reply)
+
+    async def report_free(self, heads: Gpfns, order: int) -> int:
+        request = hypercall_pb2.FreePages(pfns_le32=pack(heads), order=order)
+        try:
+            reply = await self._hypercall.ReportFreePages(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return int(reply.accepted_pages)
 
     async def report_stats(self, stats: MemoryStats, sampled_at_s: float) -> float:
         try:

@@ -166,6 +166,16 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
             f" R {summary['overcommit_ratio'] or 0:.3f} (target {summary['target_ratio'] or 0:.2f});"
             f" {summary['decisions_total']} decisions; clean stop: {summary['clean_stop']}"
         )
+    transport = summary.get("transport")
+    if isinstance(transport, dict):
+        console.print(
+            "[bold]transport[/] (per batch, modelled / measured us): "
+            + "; ".join(
+                f"{path} {t['batches']} batches, {t['modelled_us_per_batch']} / "
+                f"{t['measured_us_per_batch']}"
+                for path, t in transport.items()
+            )
+        )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,10 +8,14 @@ the used ring and raise the used-buffer interrupt. Register accesses of the
 wrong width or to unknown offsets read as 0 and are ignored, as a real
 device would; they are counted by the shell.
 
-Known shortcoming: the free page hint and page reporting queues are
-numbered and can be set up, but their buffers are returned unprocessed
-(counted as `unsupported`): the host core has no "discard but keep mapped"
-operation yet, so hinting and reporting change nothing on the host.
+The page reporting queue carries le32 first PFNs of free pageblocks (order
+9): guest memory is not in the shared window, so a buffer names the blocks
+rather than holding their addresses as Linux's does.
+
+Known shortcoming: the free page hint queue is numbered and can be set up,
+but its buffers are returned unprocessed (counted as `unsupported`) and
+free_page_hint_cmd_id never leaves 0: the cmd_id protocol is not built on
+this path yet (the hypercall path hints through HintFreePages).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class PageWork:
     """An inflate or deflate buffer, checked, waiting for the host."""
 
     kind: QueueKind
-    """INFLATE or DEFLATE."""
+    """INFLATE, DEFLATE or REPORTING (free pageblock heads)."""
     queue_index: int
     """The queue it came from."""
     head: int
@@ -107,6 +111,8 @@ class Effects:
     """Buffers of the hint or reporting queue returned unprocessed."""
     interrupt: bool = False
     """InterruptStatus gained a bit: raise the interrupt line."""
+    poison_val: int | None = None
+    """PAGE_POISON: the driver wrote poison_val; the host should store it."""
 
 
 @dataclass
@@ -211,7 +217,8 @@ class BalloonDevice:
         value &= 0xFFFF_FFFF
         effects = Effects()
         if offset >= CONFIG_SPACE_OFFSET:
-            self._write_config(offset - CONFIG_SPACE_OFFSET, value)
+            if self._write_config(offset - CONFIG_SPACE_OFFSET, value):
+                effects.poison_val = self.poison_val
             return effects
         regs = self._selected()
         match offset:
@@ -248,11 +255,14 @@ class BalloonDevice:
                 self._write_status(value, effects)
         return effects
 
-    def _write_config(self, offset: int, value: int) -> None:
+    def _write_config(self, offset: int, value: int) -> bool:
+        """Stores a config write; True if it set the poison value."""
         if offset == BalloonConfig.ACTUAL:
             self.actual_pages = value
         elif offset == BalloonConfig.POISON_VAL and self.driver_features & Feature.PAGE_POISON:
             self.poison_val = value
+            return True
+        return False
 
     def _write_status(self, value: int, effects: Effects) -> None:
         if value == 0:
@@ -315,7 +325,7 @@ class BalloonDevice:
         for _ in range(pending):
             head = queue.pop()
             try:
-                if kind in (QueueKind.INFLATE, QueueKind.DEFLATE):
+                if kind in (QueueKind.INFLATE, QueueKind.DEFLATE, QueueKind.REPORTING):
                     effects.work.append(PageWork(kind, index, head, self._pfns(queue, head)))
                 elif kind is QueueKind.STATS:
                     if regs.held_stats_head is not None:

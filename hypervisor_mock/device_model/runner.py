@@ -18,7 +18,7 @@ import numpy.typing as npt
 import structlog
 
 from .device import BalloonDevice, Effects, PageWork, StatsWork
-from .virtio import QueueKind
+from .virtio import BALLOON_FEATURES, QueueKind
 
 log = structlog.get_logger(__name__)
 
@@ -34,13 +34,17 @@ class HostCallFailed(Exception):
 class HostPort(Protocol):
     """The host operations the device model may ask for, on behalf of one VM."""
 
-    async def attach(self, vm_id: str, features: int) -> None: ...
+    async def attach(self, vm_id: str, features: int, poison_val: int = 0) -> None: ...
 
     async def inflate(self, vm_id: str, gpfns: npt.NDArray[np.int64]) -> None: ...
 
     async def deflate(self, vm_id: str, gpfns: npt.NDArray[np.int64], on_oom: bool) -> None: ...
 
     async def stats(self, vm_id: str, values: dict[int, int]) -> None: ...
+
+    async def report_free(self, vm_id: str, heads: npt.NDArray[np.int64]) -> None:
+        """PAGE_REPORTING: discards the free pageblocks starting at `heads` (order 9)."""
+        ...
 
     async def reset(self, vm_id: str) -> None:
         """Gives every page of the VM's balloon back (the driver reset the device)."""
@@ -95,10 +99,20 @@ class DeviceVm:
             await self._call(self._host.reset(self.vm_id), "reset")
         if effects.features_ok is not None:
             await self._call(self._host.attach(self.vm_id, effects.features_ok), "attach")
+        if effects.poison_val is not None:
+            # Attaching again with the same features stores the value on the host.
+            features = self.device.negotiated & int(BALLOON_FEATURES)
+            await self._call(
+                self._host.attach(self.vm_id, features, effects.poison_val), "attach"
+            )
         for work in effects.work:
             if isinstance(work, PageWork):
                 if work.kind is QueueKind.INFLATE:
                     ok = await self._call(self._host.inflate(self.vm_id, work.gpfns), "inflate")
+                elif work.kind is QueueKind.REPORTING:
+                    ok = await self._call(
+                        self._host.report_free(self.vm_id, work.gpfns), "report_free"
+                    )
                 else:
                     # Deflate on OOM cannot be told apart on this path; the host sees a deflate.
                     ok = await self._call(

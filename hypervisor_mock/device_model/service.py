@@ -24,6 +24,7 @@ from balloon.v1 import mmio_pb2, mmio_pb2_grpc, types_pb2
 from balloon_common.auth import call_metadata
 from balloon_common.config import ConfigError, check_keys
 from balloon_common.pfns import pack
+from hypervisor_mock.host import REPORTING_ORDER
 from hypervisor_mock.mmio_core import STAT_TAG_FIELDS
 
 from .device import BalloonDevice
@@ -150,9 +151,11 @@ class GrpcHostPort:
         except grpc.aio.AioRpcError as exc:
             raise HostCallFailed(exc.code().name.lower(), exc.details() or "") from exc
 
-    async def attach(self, vm_id: str, features: int) -> None:
+    async def attach(self, vm_id: str, features: int, poison_val: int = 0) -> None:
         await self._call(
-            mmio_pb2.HostCallRequest(vm_id=vm_id, op=mmio_pb2.HOST_OP_ATTACH, features=features)
+            mmio_pb2.HostCallRequest(
+                vm_id=vm_id, op=mmio_pb2.HOST_OP_ATTACH, features=features, poison_val=poison_val
+            )
         )
 
     async def inflate(self, vm_id: str, gpfns: npt.NDArray[np.int64]) -> None:
@@ -179,6 +182,16 @@ class GrpcHostPort:
 
     async def reset(self, vm_id: str) -> None:
         await self._call(mmio_pb2.HostCallRequest(vm_id=vm_id, op=mmio_pb2.HOST_OP_RESET))
+
+    async def report_free(self, vm_id: str, heads: npt.NDArray[np.int64]) -> None:
+        await self._call(
+            mmio_pb2.HostCallRequest(
+                vm_id=vm_id,
+                op=mmio_pb2.HOST_OP_REPORT_FREE,
+                pfns_le32=pack(heads),
+                order=REPORTING_ORDER,
+            )
+        )
 
 
 def build_devices(

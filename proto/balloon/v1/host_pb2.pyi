@@ -102,7 +102,7 @@ class ListVmsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class VmState(_message.Message):
-    __slots__ = ("vm_id", "home_node", "guest_pages", "target", "balloon_actual_pages", "resident_pages", "host_swapped_pages", "remote_pages", "driver_attached", "accepted_features", "stats", "stats_age_s", "reclaimed_frames_total", "stall_s_total", "pswpin_total", "pswpout_total", "balloon_capable", "acted_generation", "oom_deflated_pages_total", "failed_access_pages_total", "backing", "host_reclaimed_pages", "pinned_ballooned_pages", "remote_share", "avg_access_latency_ns", "relative_throughput", "tlb_shootdowns_total", "tlb_flushed_entries_total", "tlb_expected_flushed_entries")
+    __slots__ = ("vm_id", "home_node", "guest_pages", "target", "balloon_actual_pages", "resident_pages", "host_swapped_pages", "remote_pages", "driver_attached", "accepted_features", "stats", "stats_age_s", "reclaimed_frames_total", "stall_s_total", "pswpin_total", "pswpout_total", "balloon_capable", "acted_generation", "oom_deflated_pages_total", "failed_access_pages_total", "backing", "host_reclaimed_pages", "pinned_ballooned_pages", "remote_share", "avg_access_latency_ns", "relative_throughput", "tlb_shootdowns_total", "tlb_flushed_entries_total", "tlb_expected_flushed_entries", "node_resident_pages", "requested_pending_pages", "requested_taken_pages_total", "requested_unavailable_pages_total")
     VM_ID_FIELD_NUMBER: _ClassVar[int]
     HOME_NODE_FIELD_NUMBER: _ClassVar[int]
     GUEST_PAGES_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +132,10 @@ class VmState(_message.Message):
     TLB_SHOOTDOWNS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     TLB_FLUSHED_ENTRIES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     TLB_EXPECTED_FLUSHED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NODE_RESIDENT_PAGES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_PENDING_PAGES_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_TAKEN_PAGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_UNAVAILABLE_PAGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     vm_id: str
     home_node: int
     guest_pages: int
@@ -161,7 +165,11 @@ class VmState(_message.Message):
     tlb_shootdowns_total: int
     tlb_flushed_entries_total: int
     tlb_expected_flushed_entries: float
-    def __init__(self, vm_id: _Optional[str] = ..., home_node: _Optional[int] = ..., guest_pages: _Optional[int] = ..., target: _Optional[_Union[_types_pb2.BalloonTarget, _Mapping]] = ..., balloon_actual_pages: _Optional[int] = ..., resident_pages: _Optional[int] = ..., host_swapped_pages: _Optional[int] = ..., remote_pages: _Optional[int] = ..., driver_attached: _Optional[bool] = ..., accepted_features: _Optional[int] = ..., stats: _Optional[_Union[_types_pb2.GuestStats, _Mapping]] = ..., stats_age_s: _Optional[float] = ..., reclaimed_frames_total: _Optional[int] = ..., stall_s_total: _Optional[float] = ..., pswpin_total: _Optional[int] = ..., pswpout_total: _Optional[int] = ..., balloon_capable: _Optional[bool] = ..., acted_generation: _Optional[int] = ..., oom_deflated_pages_total: _Optional[int] = ..., failed_access_pages_total: _Optional[int] = ..., backing: _Optional[str] = ..., host_reclaimed_pages: _Optional[int] = ..., pinned_ballooned_pages: _Optional[int] = ..., remote_share: _Optional[float] = ..., avg_access_latency_ns: _Optional[float] = ..., relative_throughput: _Optional[float] = ..., tlb_shootdowns_total: _Optional[int] = ..., tlb_flushed_entries_total: _Optional[int] = ..., tlb_expected_flushed_entries: _Optional[float] = ...) -> None: ...
+    node_resident_pages: _containers.RepeatedScalarFieldContainer[int]
+    requested_pending_pages: int
+    requested_taken_pages_total: int
+    requested_unavailable_pages_total: int
+    def __init__(self, vm_id: _Optional[str] = ..., home_node: _Optional[int] = ..., guest_pages: _Optional[int] = ..., target: _Optional[_Union[_types_pb2.BalloonTarget, _Mapping]] = ..., balloon_actual_pages: _Optional[int] = ..., resident_pages: _Optional[int] = ..., host_swapped_pages: _Optional[int] = ..., remote_pages: _Optional[int] = ..., driver_attached: _Optional[bool] = ..., accepted_features: _Optional[int] = ..., stats: _Optional[_Union[_types_pb2.GuestStats, _Mapping]] = ..., stats_age_s: _Optional[float] = ..., reclaimed_frames_total: _Optional[int] = ..., stall_s_total: _Optional[float] = ..., pswpin_total: _Optional[int] = ..., pswpout_total: _Optional[int] = ..., balloon_capable: _Optional[bool] = ..., acted_generation: _Optional[int] = ..., oom_deflated_pages_total: _Optional[int] = ..., failed_access_pages_total: _Optional[int] = ..., backing: _Optional[str] = ..., host_reclaimed_pages: _Optional[int] = ..., pinned_ballooned_pages: _Optional[int] = ..., remote_share: _Optional[float] = ..., avg_access_latency_ns: _Optional[float] = ..., relative_throughput: _Optional[float] = ..., tlb_shootdowns_total: _Optional[int] = ..., tlb_flushed_entries_total: _Optional[int] = ..., tlb_expected_flushed_entries: _Optional[float] = ..., node_resident_pages: _Optional[_Iterable[int]] = ..., requested_pending_pages: _Optional[int] = ..., requested_taken_pages_total: _Optional[int] = ..., requested_unavailable_pages_total: _Optional[int] = ...) -> None: ...
 
 class ListVmsReply(_message.Message):
     __slots__ = ("vms",)
@@ -298,3 +306,29 @@ class ReclaimBlocks(_message.Message):
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     blocks: _containers.RepeatedCompositeFieldContainer[ReclaimBlock]
     def __init__(self, blocks: _Optional[_Iterable[_Union[ReclaimBlock, _Mapping]]] = ...) -> None: ...
+
+class RequestBalloonPagesRequest(_message.Message):
+    __slots__ = ("vm_id", "gpfns_le32", "reason", "node", "node_pages")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    GPFNS_LE32_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    NODE_PAGES_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    gpfns_le32: bytes
+    reason: str
+    node: int
+    node_pages: int
+    def __init__(self, vm_id: _Optional[str] = ..., gpfns_le32: _Optional[bytes] = ..., reason: _Optional[str] = ..., node: _Optional[int] = ..., node_pages: _Optional[int] = ...) -> None: ...
+
+class RequestBalloonPagesReply(_message.Message):
+    __slots__ = ("request_id", "queued_pages", "skipped_pages", "target")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    queued_pages: int
+    skipped_pages: int
+    target: _types_pb2.BalloonTarget
+    def __init__(self, request_id: _Optional[int] = ..., queued_pages: _Optional[int] = ..., skipped_pages: _Optional[int] = ..., target: _Optional[_Union[_types_pb2.BalloonTarget, _Mapping]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class HostStub:
                 request_serializer=balloon_dot_v1_dot_host__pb2.FindReclaimBlocksRequest.SerializeToString,
                 response_deserializer=balloon_dot_v1_dot_host__pb2.ReclaimBlocks.FromString,
                 _registered_method=True)
+        self.RequestBalloonPages = channel.unary_unary(
+                '/balloon.v1.Host/RequestBalloonPages',
+                request_serializer=balloon_dot_v1_dot_host__pb2.RequestBalloonPagesRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_host__pb2.RequestBalloonPagesReply.FromString,
+                _registered_method=True)
 
 
 class HostServicer:
@@ -109,6 +114,15 @@ class HostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestBalloonPages(self, request, context):
+        """Asks a VM's driver to balloon given pages: queues them, raises the target
+        by the pages queued (a new generation) and pushes them on WatchTarget.
+        With no gpfns and node_pages > 0 the host picks resident pages on `node`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +155,11 @@ def add_HostServicer_to_server(servicer, server):
                     servicer.FindReclaimBlocks,
                     request_deserializer=balloon_dot_v1_dot_host__pb2.FindReclaimBlocksRequest.FromString,
                     response_serializer=balloon_dot_v1_dot_host__pb2.ReclaimBlocks.SerializeToString,
+            ),
+            'RequestBalloonPages': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestBalloonPages,
+                    request_deserializer=balloon_dot_v1_dot_host__pb2.RequestBalloonPagesRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_host__pb2.RequestBalloonPagesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +324,33 @@ class Host:
             '/balloon.v1.Host/FindReclaimBlocks',
             balloon_dot_v1_dot_host__pb2.FindReclaimBlocksRequest.SerializeToString,
             balloon_dot_v1_dot_host__pb2.ReclaimBlocks.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestBalloonPages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Host/RequestBalloonPages',
+            balloon_dot_v1_dot_host__pb2.RequestBalloonPagesRequest.SerializeToString,
+            balloon_dot_v1_dot_host__pb2.RequestBalloonPagesReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -111,3 +111,17 @@ class FreePagesReply(_message.Message):
     accepted_pages: int
     reclaimed_frames: int
     def __init__(self, accepted_pages: _Optional[int] = ..., reclaimed_frames: _Optional[int] = ...) -> None: ...
+
+class RequestOutcome(_message.Message):
+    __slots__ = ("request_id", "unavailable_pfns_le32")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_PFNS_LE32_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    unavailable_pfns_le32: bytes
+    def __init__(self, request_id: _Optional[int] = ..., unavailable_pfns_le32: _Optional[bytes] = ...) -> None: ...
+
+class RequestOutcomeReply(_message.Message):
+    __slots__ = ("dropped_pages",)
+    DROPPED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    dropped_pages: int
+    def __init__(self, dropped_pages: _Optional[int] = ...) -> None: ...

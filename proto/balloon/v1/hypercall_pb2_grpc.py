@@ -75,6 +75,11 @@ class HypercallStub:
                 request_serializer=balloon_dot_v1_dot_hypercall__pb2.FreePages.SerializeToString,
                 response_deserializer=balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.FromString,
                 _registered_method=True)
+        self.ReportRequestOutcome = channel.unary_unary(
+                '/balloon.v1.Hypercall/ReportRequestOutcome',
+                request_serializer=balloon_dot_v1_dot_hypercall__pb2.RequestOutcome.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_hypercall__pb2.RequestOutcomeReply.FromString,
+                _registered_method=True)
 
 
 class HypercallServicer:
@@ -143,6 +148,15 @@ class HypercallServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportRequestOutcome(self, request, context):
+        """After acting on a BalloonTarget.request_id: the requested pages the driver
+        could not put in the balloon (kernel pages, anonymous pages with no swap
+        slot). The host stops asking for them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HypercallServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -185,6 +199,11 @@ def add_HypercallServicer_to_server(servicer, server):
                     servicer.HintFreePages,
                     request_deserializer=balloon_dot_v1_dot_hypercall__pb2.FreePages.FromString,
                     response_serializer=balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.SerializeToString,
+            ),
+            'ReportRequestOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportRequestOutcome,
+                    request_deserializer=balloon_dot_v1_dot_hypercall__pb2.RequestOutcome.FromString,
+                    response_serializer=balloon_dot_v1_dot_hypercall__pb2.RequestOutcomeReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +422,33 @@ class Hypercall:
             '/balloon.v1.Hypercall/HintFreePages',
             balloon_dot_v1_dot_hypercall__pb2.FreePages.SerializeToString,
             balloon_dot_v1_dot_hypercall__pb2.FreePagesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportRequestOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Hypercall/ReportRequestOutcome',
+            balloon_dot_v1_dot_hypercall__pb2.RequestOutcome.SerializeToString,
+            balloon_dot_v1_dot_hypercall__pb2.RequestOutcomeReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,7 +56,7 @@ FEATURE_BIT_PAGE_POISON: FeatureBit
 FEATURE_BIT_PAGE_REPORTING: FeatureBit
 
 class GuestStats(_message.Message):
-    __slots__ = ("swap_in_pages", "swap_out_pages", "major_faults_total", "minor_faults_total", "free_bytes", "total_bytes", "available_bytes", "caches_bytes", "hugetlb_allocations_total", "hugetlb_failures_total", "oom_kills_total", "alloc_stalls_total", "async_scans_pages", "direct_scans_pages", "async_reclaims_pages", "direct_reclaims_pages", "working_set_bytes", "sampled_at_s")
+    __slots__ = ("swap_in_pages", "swap_out_pages", "major_faults_total", "minor_faults_total", "free_bytes", "total_bytes", "available_bytes", "caches_bytes", "hugetlb_allocations_total", "hugetlb_failures_total", "oom_kills_total", "alloc_stalls_total", "async_scans_pages", "direct_scans_pages", "async_reclaims_pages", "direct_reclaims_pages", "working_set_bytes", "sampled_at_s", "hinted_skips_pages", "pointless_evictions_pages")
     SWAP_IN_PAGES_FIELD_NUMBER: _ClassVar[int]
     SWAP_OUT_PAGES_FIELD_NUMBER: _ClassVar[int]
     MAJOR_FAULTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,8 @@ class GuestStats(_message.Message):
     DIRECT_RECLAIMS_PAGES_FIELD_NUMBER: _ClassVar[int]
     WORKING_SET_BYTES_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    HINTED_SKIPS_PAGES_FIELD_NUMBER: _ClassVar[int]
+    POINTLESS_EVICTIONS_PAGES_FIELD_NUMBER: _ClassVar[int]
     swap_in_pages: int
     swap_out_pages: int
     major_faults_total: int
@@ -93,12 +95,20 @@ class GuestStats(_message.Message):
     direct_reclaims_pages: int
     working_set_bytes: int
     sampled_at_s: float
-    def __init__(self, swap_in_pages: _Optional[int] = ..., swap_out_pages: _Optional[int] = ..., major_faults_total: _Optional[int] = ..., minor_faults_total: _Optional[int] = ..., free_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., available_bytes: _Optional[int] = ..., caches_bytes: _Optional[int] = ..., hugetlb_allocations_total: _Optional[int] = ..., hugetlb_failures_total: _Optional[int] = ..., oom_kills_total: _Optional[int] = ..., alloc_stalls_total: _Optional[int] = ..., async_scans_pages: _Optional[int] = ..., direct_scans_pages: _Optional[int] = ..., async_reclaims_pages: _Optional[int] = ..., direct_reclaims_pages: _Optional[int] = ..., working_set_bytes: _Optional[int] = ..., sampled_at_s: _Optional[float] = ...) -> None: ...
+    hinted_skips_pages: int
+    pointless_evictions_pages: int
+    def __init__(self, swap_in_pages: _Optional[int] = ..., swap_out_pages: _Optional[int] = ..., major_faults_total: _Optional[int] = ..., minor_faults_total: _Optional[int] = ..., free_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., available_bytes: _Optional[int] = ..., caches_bytes: _Optional[int] = ..., hugetlb_allocations_total: _Optional[int] = ..., hugetlb_failures_total: _Optional[int] = ..., oom_kills_total: _Optional[int] = ..., alloc_stalls_total: _Optional[int] = ..., async_scans_pages: _Optional[int] = ..., direct_scans_pages: _Optional[int] = ..., async_reclaims_pages: _Optional[int] = ..., direct_reclaims_pages: _Optional[int] = ..., working_set_bytes: _Optional[int] = ..., sampled_at_s: _Optional[float] = ..., hinted_skips_pages: _Optional[int] = ..., pointless_evictions_pages: _Optional[int] = ...) -> None: ...
 
 class BalloonTarget(_message.Message):
-    __slots__ = ("target_pages", "generation")
+    __slots__ = ("target_pages", "generation", "requested_pfns_le32", "request_id", "hint_pfns_le32")
     TARGET_PAGES_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_PFNS_LE32_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    HINT_PFNS_LE32_FIELD_NUMBER: _ClassVar[int]
     target_pages: int
     generation: int
-    def __init__(self, target_pages: _Optional[int] = ..., generation: _Optional[int] = ...) -> None: ...
+    requested_pfns_le32: bytes
+    request_id: int
+    hint_pfns_le32: bytes
+    def __init__(self, target_pages: _Optional[int] = ..., generation: _Optional[int] = ..., requested_pfns_le32: _Optional[bytes] = ..., request_id: _Optional[int] = ..., hint_pfns_le32: _Optional[bytes] = ...) -> None: ...

@@ -40,8 +40,14 @@ class CoreHostPort:
         self.host = host
         self.stats_seen: list[dict[int, int]] = []
 
-    async def attach(self, vm_id: str, features: int) -> None:
-        self.host.attach(vm_id, features)
+    async def attach(self, vm_id: str, features: int, poison_val: int = 0) -> None:
+        self.host.attach(vm_id, features, poison_val)
+
+    async def report_free(self, vm_id: str, heads: npt.NDArray[np.int64]) -> None:
+        try:
+            self.host.report_free(vm_id, heads, REPORTING_ORDER)
+        except errors.HostError as exc:
+            raise HostCallFailed(exc.reason, str(exc)) from exc
 
     async def inflate(self, vm_id: str, gpfns: npt.NDArray[np.int64]) -> None:
         try:
