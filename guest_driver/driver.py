@@ -20,7 +20,7 @@ import structlog
 from balloon_common.pfns import MAX_BATCH_PFNS
 
 from .free_pages import FreePageReporter
-from .memory import OOM_NR_PAGES, FrameState, Gpfns, GuestMemory
+from .memory import OOM_NR_PAGES, FrameState, Gpfns, GuestMemory, RequestedTake
 from .metrics import GuestMetrics
 from .transport import (
     AttachInfo,
@@ -28,6 +28,7 @@ from .transport import (
     HostRefused,
     HostTransport,
     HostUnreachable,
+    RequestReporter,
     Target,
     TransportError,
 )
@@ -44,6 +45,8 @@ BACKOFF_MAX_S = 30.0
 """Longest wait between attach attempts, in ticks."""
 RATE_BURST_S = 1.0
 """The rate limiter saves up at most this many tick-seconds of allowance."""
+MAX_REQUEST_REPORT_PFNS = 4096
+"""Most pages in one ReportRequestOutcome call (the host's request limit)."""
 FREE_REPORT_INTERVAL_S = 2.0
 """Ticks between free page reports (PAGE_REPORTING), as Linux's 2 s reporting delay."""
 
@@ -170,6 +173,7 @@ class BalloonDriver:
         self._oom_hold_generation: int | None = None
         self._moved_since_target_pages = 0
         self._stats_refusal_logged = False
+        self._request_id = 0
         self._reporter = FreePageReporter(memory.config.guest_pages)
         self._free_report_due_s = 0.0
         self._free_report_refusal_logged = False
@@ -252,6 +256,18 @@ class BalloonDriver:
         """Takes `target` as the one to follow (from Attach or WatchTarget)."""
         changed = self.target != target
         self.target = target
+        if target.request_id and target.request_id != self._request_id:
+            self._request_id = target.request_id
+            self._memory.set_requested(np.asarray(target.requested_gpfns, dtype=np.int64))
+            self._log.info(
+                "guest_pages_requested",
+                request_id=target.request_id,
+                requested_pages=len(target.requested_gpfns),
+                hinted_pages=len(target.hint_gpfns),
+            )
+        if changed:
+            # The host sends the hints it wants now with every target; none means none.
+            self._memory.set_hints(np.asarray(target.hint_gpfns, dtype=np.int64))
         self._metrics.balloon_target_pages.labels(self._vm_id).set(target.target_pages)
         if changed:
             self._metrics.target_updates.labels(self._vm_id).inc()
@@ -320,7 +336,17 @@ class BalloonDriver:
         return moved
 
     async def _inflate_batch(self, pages: int, generation: int) -> int:
-        gpfns = self._memory.inflate(pages)
+        asked = self._memory.requested_pages
+        if asked:
+            took = self._memory.take_requested(pages)
+            rest = (
+                self._memory.inflate(pages - len(took.taken)) if len(took.taken) < pages else None
+            )
+            gpfns = took.taken if rest is None else np.sort(np.concatenate((took.taken, rest)))
+            self._count_requested(took)
+            await self._report_unavailable()
+        else:
+            gpfns = self._memory.inflate(pages)
         if len(gpfns) == 0:
             self._note_stuck(generation)
             return 0
@@ -347,6 +373,42 @@ class BalloonDriver:
         self._memory.release_balloon(gpfns)
         self._batch_done(Direction.DEFLATE, len(gpfns))
         return len(gpfns)
+
+    def _count_requested(self, took: RequestedTake) -> None:
+        """Counts what one inflate did with requested pages, per outcome (one batch each)."""
+        outcomes = {
+            "free": took.free_pages,
+            "cache_dropped": took.cache_dropped_pages,
+            "anon_moved": took.anon_moved_pages,
+            "anon_swapped": took.anon_swapped_pages,
+            "kernel_skipped": took.kernel_skipped_pages,
+            "unavailable": len(took.unavailable),
+        }
+        for outcome, pages in outcomes.items():
+            if pages:
+                self._metrics.requested_pages.labels(self._vm_id, outcome).inc(pages)
+        self._log.info(
+            "guest_requested_pages_taken",
+            request_id=self._request_id,
+            taken_pages=len(took.taken),
+            unavailable_pages=len(took.unavailable),
+            **{f"{k}_pages": v for k, v in outcomes.items() if k != "unavailable"},
+        )
+
+    async def _report_unavailable(self) -> None:
+        """Tells the host which requested pages cannot be taken, so it stops asking."""
+        unavailable = self._memory.take_unavailable()
+        if not len(unavailable) or not isinstance(self._transport, RequestReporter):
+            return
+        for start in range(0, len(unavailable), MAX_REQUEST_REPORT_PFNS):
+            try:
+                await self._transport.report_request_outcome(
+                    self._request_id, unavailable[start : start + MAX_REQUEST_REPORT_PFNS]
+                )
+            except TransportError as exc:
+                # Not fatal: the host keeps those pages queued and the target covers them.
+                self._log.warning("guest_request_report_failed", error=str(exc))
+                return
 
     def _batch_done(self, direction: Direction, pages: int) -> None:
         self._metrics.balloon_batches.labels(self._vm_id, direction.value, "ok").inc()

@@ -10,9 +10,11 @@ passes: page cache only, then page cache and anonymous memory, so cache is
 always dropped before anything is swapped out (the order Linux keeps with a
 low swappiness).
 
-Known shortcoming: the hypervisor's "about to reclaim" hints (the R' = R or H
-rule of the design) do not reach this CLOCK yet, because the guest contract
-has no message carrying them; `mark_referenced` is where they would land.
+The hypervisor's hints (`set_hints`) mark pages it is about to reclaim
+(the H bit): the CLOCK treats R' = R or H as referenced and passes them over.
+Pages the host asks for by number (`set_requested`) go into the balloon
+first on the next inflate; the CLOCK evicting one of them first is counted
+as a pointless eviction, since the balloon takes the frame anyway.
 """
 
 from __future__ import annotations
@@ -122,6 +124,30 @@ class MemoryStats:
     """DIRECT_RECLAIM: pages allocation-time reclaim freed."""
     working_set_bytes: int
     """Lab extension: anonymous demand (resident plus swapped), bytes."""
+    hinted_skips_pages: int = 0
+    """Lab extension: pages the CLOCK passed over only because of a host hint."""
+    pointless_evictions_pages: int = 0
+    """Lab extension: pages the CLOCK evicted that the host had asked for."""
+
+
+@dataclass(frozen=True)
+class RequestedTake:
+    """What one inflate did with the pages the host asked for."""
+
+    taken: Gpfns
+    """Requested pages moved into the balloon, ascending."""
+    unavailable: Gpfns
+    """Requested pages that could not be taken (kernel, or anonymous with nowhere to go)."""
+    free_pages: int
+    """Of the taken, pages that were free."""
+    cache_dropped_pages: int
+    """Of the taken, page-cache pages dropped."""
+    anon_moved_pages: int
+    """Of the taken, anonymous pages moved to another free frame."""
+    anon_swapped_pages: int
+    """Of the taken, anonymous pages written to guest swap."""
+    kernel_skipped_pages: int
+    """Requested kernel pages, never taken."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +185,15 @@ class GuestMemory:
         self._swap_used_pages = 0
         self._anon_demand_pages = 0
         self._touched: list[Gpfns] = []
+        self._hinted = np.zeros(n, dtype=np.bool_)
+        """The H bit: the host is about to reclaim the page."""
+        self._requested = np.zeros(n, dtype=np.bool_)
+        """The host asked for the page by number; the next inflate takes it first."""
+        self._unavailable: list[int] = []
+        self.hinted_skips_pages = 0
+        """Pages the CLOCK passed over only because of H, cumulative."""
+        self.pointless_evictions_pages = 0
+        """Pages the CLOCK evicted that the host had asked for, cumulative."""
         # Cumulative counters (virtio statistics).
         self.swap_in_pages = 0
         self.swap_out_pages = 0
@@ -242,6 +277,8 @@ class GuestMemory:
             async_reclaims_pages=self.async_reclaims_pages,
             direct_reclaims_pages=self.direct_reclaims_pages,
             working_set_bytes=self._anon_demand_pages * PAGE_SIZE_BYTES,
+            hinted_skips_pages=self.hinted_skips_pages,
+            pointless_evictions_pages=self.pointless_evictions_pages,
         )
 
     def check_invariants(self) -> None:
@@ -292,7 +329,9 @@ class GuestMemory:
                 (np.arange(self._hand, n, dtype=np.int64), np.arange(0, self._hand, dtype=np.int64))
             )
             states = self._state[order]
-            unreferenced = self._referenced[order] == 0
+            r_bit = self._referenced[order] != 0
+            h_bit = self._hinted[order]
+            unreferenced = ~(r_bit | h_bit)  # R' = R or H
             is_cache = states == FrameState.CACHE
             if allow_anon:
                 is_anon = states == FrameState.ANON
@@ -315,6 +354,10 @@ class GuestMemory:
             self._referenced[second_chance] = 0
             chosen = reclaimable[:length]
             victims = window[chosen]
+            self.hinted_skips_pages += int(
+                np.count_nonzero(window_candidate & h_bit[:length] & ~r_bit[:length])
+            )
+            self.pointless_evictions_pages += int(np.count_nonzero(self._requested[victims]))
             anon_victims = int(np.count_nonzero(states[:length][chosen] == FrameState.ANON))
             self._set_state(victims, FrameState.FREE)
             self._swap_used_pages += anon_victims
@@ -494,16 +537,92 @@ class GuestMemory:
         self._touched = []
         return touched
 
+    # ------------------------------------------------------ host requests
+
+    def set_hints(self, gpfns: npt.ArrayLike) -> None:
+        """Replaces the H bits: exactly `gpfns` (those inside the guest) are hinted."""
+        frames = np.asarray(gpfns, dtype=np.int64).reshape(-1)
+        self._hinted[:] = False
+        self._hinted[frames[(frames >= 0) & (frames < self.config.guest_pages)]] = True
+
+    def set_requested(self, gpfns: npt.ArrayLike) -> None:
+        """Replaces the pages the host asks for; ballooned ones are already done."""
+        frames = np.asarray(gpfns, dtype=np.int64).reshape(-1)
+        self._requested[:] = False
+        frames = frames[(frames >= 0) & (frames < self.config.guest_pages)]
+        self._requested[frames[self._state[frames] != FrameState.BALLOON]] = True
+
+    @property
+    def requested_pages(self) -> int:
+        """Requested pages not yet in the balloon."""
+        return int(np.count_nonzero(self._requested))
+
+    def take_unavailable(self) -> Gpfns:
+        """Requested pages found untakeable since the last call, and forgets them."""
+        out = np.asarray(sorted(set(self._unavailable)), dtype=np.int64)
+        self._unavailable = []
+        return out
+
+    def take_requested(self, pages: int) -> RequestedTake:
+        """Moves up to `pages` of the requested pages into the balloon, lowest gpfn first.
+
+        Free: taken. Cache: dropped and taken. Anonymous: moved to a free
+        frame that is not requested, else swapped out, else left (unavailable).
+        Kernel: never taken (unavailable). Each page leaves the requested set.
+        """
+        wanted = np.flatnonzero(self._requested).astype(np.int64)
+        states = self._state[wanted]
+        takeable = states != FrameState.KERNEL
+        kernel = wanted[~takeable]
+        self._requested[kernel] = False
+        self._unavailable.extend(kernel.tolist())
+        candidates = wanted[takeable][: max(0, pages)]
+        kinds = self._state[candidates]
+        free_n = int(np.count_nonzero(kinds == FrameState.FREE))
+        cache_n = int(np.count_nonzero(kinds == FrameState.CACHE))
+        anon = candidates[kinds == FrameState.ANON]
+        spare = np.flatnonzero((self._state == FrameState.FREE) & ~self._requested)
+        moved = min(len(anon), len(spare))
+        if moved:
+            self._set_state(spare[:moved].astype(np.int64), FrameState.ANON)
+            self._referenced[spare[:moved]] = 1
+        slots = self.config.swap_pages - self._swap_used_pages
+        swapped = min(len(anon) - moved, slots)
+        self._swap_used_pages += swapped
+        self.swap_out_pages += swapped
+        stuck = anon[moved + swapped :]
+        self._requested[stuck] = False
+        self._unavailable.extend(stuck.tolist())
+        taken = candidates[~np.isin(candidates, stuck)]
+        self._set_state(taken, FrameState.BALLOON)
+        self._referenced[taken] = 0
+        self._requested[taken] = False
+        self._hinted[taken] = False
+        return RequestedTake(
+            taken=taken,
+            unavailable=np.concatenate((kernel, stuck)),
+            free_pages=free_n,
+            cache_dropped_pages=cache_n,
+            anon_moved_pages=moved,
+            anon_swapped_pages=swapped,
+            kernel_skipped_pages=len(kernel),
+        )
+
     # -------------------------------------------------------------- balloon
 
     def inflate(self, pages: int) -> Gpfns:
         """Moves up to `pages` frames into the balloon; returns their gpfns.
 
-        FREE frames go first; then reclaim makes more (cache before anon).
-        KERNEL frames are never taken. May return fewer than asked.
+        Pages the host requested go first (see `take_requested`); then FREE
+        frames; then reclaim makes more (cache before anon). KERNEL frames are
+        never taken. May return fewer than asked.
         """
         if pages <= 0:
             return np.empty(0, dtype=np.int64)
+        if self._requested.any():
+            first = self.take_requested(pages).taken
+            rest = self.inflate(pages - len(first)) if len(first) < pages else first[:0]
+            return np.sort(np.concatenate((first, rest)))
         frames = self._claim_free(pages, FrameState.BALLOON)
         if len(frames) < pages:
             self._reclaim(pages - len(frames), direct=True)

@@ -106,8 +106,32 @@ class GuestMetrics:
             registry=registry,
         )
 
+        self.requested_pages = Counter(
+            "guest_requested_pages",
+            "Pages the host asked for by number, by outcome (free, cache_dropped, anon_moved, "
+            "anon_swapped, kernel_skipped, unavailable).",
+            ["vm", "outcome"],
+            registry=registry,
+        )
+        self.clock_hinted_skips_pages = Gauge(
+            "guest_clock_hinted_skips_pages",
+            "Pages the CLOCK passed over only because the host hinted them, since boot.",
+            ["vm"],
+            registry=registry,
+        )
+        self.clock_pointless_evictions_pages = Gauge(
+            "guest_clock_pointless_evictions_pages",
+            "Pages the CLOCK evicted that the host had asked for, since boot.",
+            ["vm"],
+            registry=registry,
+        )
+
     def observe_memory(self, memory: GuestMemory) -> None:
         """Sets the memory gauges from the model."""
+        self.clock_hinted_skips_pages.labels(self.vm_id).set(memory.hinted_skips_pages)
+        self.clock_pointless_evictions_pages.labels(self.vm_id).set(
+            memory.pointless_evictions_pages
+        )
         for state in FrameState:
             self.frames_pages.labels(self.vm_id, state.name.lower()).set(memory.count(state))
         self.anon_swapped_pages.labels(self.vm_id).set(memory.swap_used_pages)

@@ -89,9 +89,16 @@ class MmioTransport:
     """HostTransport over a virtio-mmio balloon; the window is the shared queue memory."""
 
     def __init__(
-        self, bus: MmioBus, window: npt.NDArray[np.uint8], *, vm_id: str, guest_pages: int
+        self,
+        bus: MmioBus,
+        window: npt.NDArray[np.uint8],
+        *,
+        vm_id: str,
+        guest_pages: int,
+        poison_val: int = 0,
     ) -> None:
         self._bus = bus
+        self._poison_val = poison_val
         self._window = window
         self._vm_id = vm_id
         self._guest_pages = guest_pages
@@ -131,6 +138,8 @@ class MmioTransport:
         self._queues = {}
         for index, kind in enumerate(queue_kinds(accepted)):
             await self._set_up_queue(index, kind)
+        if accepted & VirtioFeature.PAGE_POISON:
+            await bus.write(CONFIG_SPACE_OFFSET + BalloonConfig.POISON_VAL, self._poison_val)
         await bus.write(Reg.STATUS, status | Status.DRIVER_OK)
         target = await self._read_target()
         # A reset gives every ballooned page back on the host, so nothing is left to reconcile.
@@ -145,6 +154,7 @@ class MmioTransport:
             target=target,
             actual_pages=0,
             ballooned_gpfns=np.zeros(0, dtype=np.int64),
+            poison_val=self._poison_val if accepted & VirtioFeature.PAGE_POISON else 0,
         )
 
     async def _set_up_queue(self, index: int, kind: QueueKind) -> None:

@@ -12,15 +12,15 @@ import asyncio
 import enum
 import itertools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import grpc
 import numpy as np
 
 from balloon.v1 import hypercall_pb2, hypercall_pb2_grpc, types_pb2, vcpu_pb2, vcpu_pb2_grpc
 from balloon_common.auth import call_metadata
-from balloon_common.pfns import pack, unpack
+from balloon_common.pfns import PfnListError, pack, unpack
 
 from .memory import Gpfns, MemoryStats
 
@@ -68,6 +68,12 @@ class Target:
     """Pages the host asks the balloon to hold."""
     generation: int
     """Increases each time the target changes."""
+    requested_gpfns: tuple[int, ...] = field(default=(), compare=False)
+    """Pages the host asks to be ballooned first (WatchTarget only), ascending."""
+    request_id: int = field(default=0, compare=False)
+    """The request those pages belong to; 0 when none."""
+    hint_gpfns: tuple[int, ...] = field(default=(), compare=False)
+    """Pages the host is about to reclaim (the CLOCK's H bit); empty when hints are off."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,15 @@ class HostTransport(Protocol):
         ...
 
 
+@runtime_checkable
+class RequestReporter(Protocol):
+    """A transport that can tell the host which requested pages the driver could not take."""
+
+    async def report_request_outcome(self, request_id: int, unavailable: Gpfns) -> int:
+        """Returns the pages the host dropped from its request."""
+        ...
+
+
 class VcpuChannel(Protocol):
     """Where the guest's memory accesses go."""
 
@@ -171,6 +186,8 @@ def stats_message(stats: MemoryStats, sampled_at_s: float) -> types_pb2.GuestSta
         direct_reclaims_pages=stats.direct_reclaims_pages,
         working_set_bytes=stats.working_set_bytes,
         sampled_at_s=sampled_at_s,
+        hinted_skips_pages=stats.hinted_skips_pages,
+        pointless_evictions_pages=stats.pointless_evictions_pages,
     )
 
 
@@ -200,7 +217,19 @@ _STATUS_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def _target(message: types_pb2.BalloonTarget) -> Target:
-    return Target(target_pages=message.target_pages, generation=message.generation)
+    try:
+        requested = unpack(message.requested_pfns_le32, field="requested_pfns_le32")
+        hints = unpack(message.hint_pfns_le32, field="hint_pfns_le32")
+    except PfnListError as exc:
+        # A host that sends a malformed list is broken: drop the stream and re-attach.
+        raise HostUnreachable(f"WatchTarget: {exc}") from exc
+    return Target(
+        target_pages=message.target_pages,
+        generation=message.generation,
+        requested_gpfns=tuple(int(g) for g in requested.tolist()),
+        request_id=message.request_id,
+        hint_gpfns=tuple(int(g) for g in hints.tolist()),
+    )
 
 
 def _batch_reply(reply: hypercall_pb2.BalloonReply) -> BatchReply:
@@ -351,6 +380,18 @@ class GrpcTransport:
         except grpc.aio.AioRpcError as exc:
             raise _translate(exc) from exc
         return float(reply.interval_s)
+
+    async def report_request_outcome(self, request_id: int, unavailable: Gpfns) -> int:
+        request = hypercall_pb2.RequestOutcome(
+            request_id=request_id, unavailable_pfns_le32=pack(np.asarray(unavailable))
+        )
+        try:
+            reply = await self._hypercall.ReportRequestOutcome(
+                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _translate(exc) from exc
+        return int(reply.dropped_pages)
 
     async def watch_target(self) -> AsyncIterator[Target]:
         call = self._hypercall.WatchTarget(

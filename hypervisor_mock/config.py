@@ -12,6 +12,7 @@ from typing import Any, Literal
 from balloon_common.clock import ClockConfig
 from balloon_common.config import ConfigError, check_keys
 from hypervisor_mock.buddy import NUM_ORDERS
+from hypervisor_mock.zones import MIGRATE_TYPES
 
 MAX_VMS = 32000
 """The frame table stores the owning VM's index in an int16."""
@@ -50,6 +51,16 @@ class WatermarkConfig:
 
 
 @dataclass(frozen=True)
+class MigrateSeed:
+    """Free blocks and pageblocks per migrate type, as a /proc/pagetypeinfo capture shows them."""
+
+    free_blocks: tuple[tuple[str, tuple[int, ...]], ...]
+    """(migrate type, free block count per order 0..10); summed, the zone's buddyinfo."""
+    pageblocks: tuple[tuple[str, int], ...]
+    """(migrate type, 512-frame pageblocks of that type); summed, the zone's pageblocks."""
+
+
+@dataclass(frozen=True)
 class ZoneConfig:
     zone: str
     """Zone name (DMA, DMA32, Normal, Movable)."""
@@ -61,6 +72,12 @@ class ZoneConfig:
     """Without buddyinfo: share of the zone the host keeps, at the zone's start."""
     watermarks: WatermarkConfig | None
     """Explicit watermarks, or None to compute them as Linux does."""
+    managed_pages: int | None = None
+    """zoneinfo `managed` (pages the buddy got at boot), or None for total_pages."""
+    spanned_pages: int | None = None
+    """zoneinfo `spanned` (the zone's pfn range, holes included), or None for total_pages."""
+    migrate: MigrateSeed | None = None
+    """Migrate types to seed per pageblock, or None to derive them from reserved frames."""
 
 
 @dataclass(frozen=True)
@@ -201,7 +218,17 @@ def _zones(raw: Any, where: str) -> tuple[ZoneConfig, ...]:
         at = f"{where}[{i}]"
         item = _object(item, at)
         check_keys(
-            item, at, {"zone", "total_pages"}, {"buddyinfo", "reserved_fraction", "watermarks"}
+            item,
+            at,
+            {"zone", "total_pages"},
+            {
+                "buddyinfo",
+                "reserved_fraction",
+                "watermarks",
+                "managed_pages",
+                "spanned_pages",
+                "pagetypeinfo",
+            },
         )
         name = _string(item["zone"], f"{at}.zone")
         if any(z.zone == name for z in zones):
@@ -218,20 +245,63 @@ def _zones(raw: Any, where: str) -> tuple[ZoneConfig, ...]:
             )
             if not marks.min_pages <= marks.low_pages <= marks.high_pages:
                 raise ConfigError(f"{at}.watermarks: expected min_pages <= low_pages <= high_pages")
+        total_pages = _int(item["total_pages"], f"{at}.total_pages", 1)
+        seed = _seed(item.get("buddyinfo"), f"{at}.buddyinfo")
+        managed = item.get("managed_pages")
+        spanned = item.get("spanned_pages")
         zones.append(
             ZoneConfig(
                 zone=name,
-                total_pages=_int(item["total_pages"], f"{at}.total_pages", 1),
-                buddyinfo=_seed(item.get("buddyinfo"), f"{at}.buddyinfo"),
+                total_pages=total_pages,
+                buddyinfo=seed,
                 reserved_fraction=_float(
                     item.get("reserved_fraction", 0.0), f"{at}.reserved_fraction", 0.0, 1.0
                 ),
                 watermarks=marks,
+                managed_pages=None
+                if managed is None
+                else _int(managed, f"{at}.managed_pages", 0, total_pages),
+                spanned_pages=None
+                if spanned is None
+                else _int(spanned, f"{at}.spanned_pages", total_pages),
+                migrate=_migrate(item.get("pagetypeinfo"), f"{at}.pagetypeinfo", seed, total_pages),
             )
         )
     if not zones:
         raise ConfigError(f"{where}: at least one zone is needed")
     return tuple(zones)
+
+
+def _migrate(
+    raw: Any, where: str, seed: BuddyinfoSeed | None, total_pages: int
+) -> MigrateSeed | None:
+    """A zone's pagetypeinfo seed; it must add up to the zone's exact buddyinfo."""
+    if raw is None:
+        return None
+    raw = _object(raw, where)
+    check_keys(raw, where, {"free_blocks", "pageblocks"}, set())
+    if seed is None or seed.mode != "exact":
+        raise ConfigError(f"{where}: needs the zone's buddyinfo with mode 'exact'")
+    free = _object(raw["free_blocks"], f"{where}.free_blocks")
+    blocks = _object(raw["pageblocks"], f"{where}.pageblocks")
+    for kind in [*free, *blocks]:
+        if kind not in MIGRATE_TYPES:
+            raise ConfigError(f"{where}: unknown migrate type {kind!r}")
+    free_blocks = []
+    for kind, counts in free.items():
+        at = f"{where}.free_blocks.{kind}"
+        counts = _list(counts, at)
+        if len(counts) != NUM_ORDERS:
+            raise ConfigError(f"{at}: expected {NUM_ORDERS} integers, got {len(counts)}")
+        free_blocks.append((kind, tuple(_int(c, f"{at}[{i}]") for i, c in enumerate(counts))))
+    summed = tuple(sum(c[k] for _, c in free_blocks) for k in range(NUM_ORDERS))
+    if summed != seed.counts:
+        raise ConfigError(f"{where}.free_blocks: summed over types they differ from buddyinfo")
+    pageblocks = tuple((k, _int(n, f"{where}.pageblocks.{k}")) for k, n in blocks.items())
+    needed = -(-total_pages // HUGE_PAGE_FRAMES)
+    if sum(n for _, n in pageblocks) != needed:
+        raise ConfigError(f"{where}.pageblocks: expected {needed} in all for the zone's size")
+    return MigrateSeed(tuple(free_blocks), pageblocks)
 
 
 def _tlb(raw: Any) -> TlbConfig:

@@ -41,6 +41,7 @@ from hypervisor_mock.config import (
     HUGE_PAGE_FRAMES,
     BuddyinfoSeed,
     HostConfig,
+    MigrateSeed,
     SwapConfig,
     ZoneConfig,
 )
@@ -56,6 +57,7 @@ from hypervisor_mock.errors import (
     NotAttached,
     NotBallooned,
     OomDeflateNotNegotiated,
+    SeedError,
     StaleGeneration,
     UnknownVm,
 )
@@ -108,6 +110,10 @@ MAX_ACCESS_BATCH_PFNS = 65536
 """Largest Vcpu.Access batch."""
 CLOCK_WINDOW_FRAMES = 4096
 """Frames the CLOCK hand examines per numpy step."""
+SNAPSHOT_WINDOW_FRAMES = 1 << 22
+"""Frames a snapshot counts per numpy step."""
+_UNMOVABLE = MIGRATE_TYPES.index("Unmovable")
+_MOVABLE = MIGRATE_TYPES.index("Movable")
 ZONE_NAME = "Normal"
 """Name of the single zone of a node configured without zones."""
 STAT_SENTINEL_MIN = 2**63
@@ -196,6 +202,10 @@ class GuestStatsSample:
     """The guest's working-set estimate, bytes."""
     sampled_at_s: float | None = None
     """Guest tick the numbers were taken at."""
+    hinted_skips_pages: int | None = None
+    """Pages the guest's CLOCK passed over only because the host hinted them, cumulative."""
+    pointless_evictions_pages: int | None = None
+    """Pages the guest's CLOCK evicted that the host had asked for, cumulative."""
 
     @classmethod
     def from_reported(cls, values: dict[str, int | float]) -> GuestStatsSample:
@@ -304,6 +314,10 @@ class ZoneSnapshot:
     """Free blocks per migrate type and order, as /proc/pagetypeinfo."""
     pageblocks_by_type: dict[str, int]
     """Order-9 pageblocks per migrate type."""
+    managed_pages: int = 0
+    """zoneinfo `managed`: frames the zone's buddy was given (a capture's, else total_pages)."""
+    spanned_pages: int = 0
+    """zoneinfo `spanned`: the zone's frame range with holes (a capture's, else total_pages)."""
 
 
 @dataclass(frozen=True)
@@ -441,6 +455,8 @@ class VmSnapshot:
     """Cached translations flushed for this VM's unmaps."""
     tlb_expected_flushed_entries: float = 0.0
     """Sum over unmap batches of C x N x (B / W), the uniform-access prediction."""
+    node_resident_pages: tuple[int, ...] = ()
+    """Resident pages per NUMA node (index = node), from the frames' nodes."""
 
 
 @dataclass
@@ -451,6 +467,10 @@ class _Zone:
     total_pages: int
     buddy: BuddyAllocator
     marks: Watermarks = dataclasses.field(default_factory=lambda: Watermarks(0, 0, 0))
+    managed_pages: int = 0
+    spanned_pages: int = 0
+    pageblock_types: npt.NDArray[np.uint8] | None = None
+    """Seeded migrate type (index into MIGRATE_TYPES) per pageblock; None: derived."""
 
 
 @dataclass
@@ -546,7 +566,7 @@ class Host:
                 base += zone_spec.total_pages
             self._nodes.append(_Node(spec.node, zones[0].base_hfn, spec.total_pages, zones))
             self._zones.extend(zones)
-        computed = zone_watermarks([z.total_pages for z in self._zones], config.min_free_kbytes)
+        computed = zone_watermarks([z.managed_pages for z in self._zones], config.min_free_kbytes)
         given = [zs.watermarks for n in config.nodes for zs in n.zones] or [None] * len(computed)
         self.min_free_kbytes = 0
         if any(g is None for g in given):
@@ -591,6 +611,8 @@ class Host:
         size = spec.total_pages
         buddy = BuddyAllocator(size)
         zone = _Zone(node, spec.zone, base, size, buddy)
+        zone.managed_pages = size if spec.managed_pages is None else spec.managed_pages
+        zone.spanned_pages = size if spec.spanned_pages is None else spec.spanned_pages
         seed: BuddyinfoSeed | None = spec.buddyinfo
         if seed is None:
             first_free = round(spec.reserved_fraction * size)
@@ -603,10 +625,53 @@ class Host:
             else scale_counts(seed.counts, size, seed.free_fraction)
         )
         self.owner[base : base + size] = OWNER_RESERVED
-        for offset, order in plan_free_blocks(counts, size):
+        placed = (
+            plan_free_blocks(counts, size)
+            if spec.migrate is None
+            else self._plan_by_type(zone, spec.migrate)
+        )
+        for offset, order in placed:
             buddy.place_block(offset, order)
             self.owner[base + offset : base + offset + (1 << order)] = OWNER_FREE
         return zone
+
+    @staticmethod
+    def _plan_by_type(zone: _Zone, seed: MigrateSeed) -> list[tuple[int, int]]:
+        """Free blocks laid out so each lies in pageblocks of its captured migrate type.
+
+        Each type gets a run of its captured number of pageblocks, types with
+        the largest free blocks first (so order-10 blocks start 1024-aligned);
+        within a run the blocks are planned as for buddyinfo alone. The runs'
+        order is ours: a capture says how many pageblocks of each type a zone
+        has, not where they lie.
+        """
+        free = dict(seed.free_blocks)
+
+        def largest(kind: str) -> int:
+            counts = free.get(kind, ())
+            return max((k for k, c in enumerate(counts) if c), default=-1)
+
+        kinds = sorted(
+            (k for k, n in seed.pageblocks if n),
+            key=lambda k: (-largest(k), MIGRATE_TYPES.index(k)),
+        )
+        types = np.zeros(-(-zone.total_pages // HUGE_PAGE_FRAMES), dtype=np.uint8)
+        placed: list[tuple[int, int]] = []
+        first_block = 0
+        for kind in kinds:
+            count = dict(seed.pageblocks)[kind]
+            lo = first_block * HUGE_PAGE_FRAMES
+            hi = min(zone.total_pages, (first_block + count) * HUGE_PAGE_FRAMES)
+            counts = free.get(kind, (0,) * (MAX_ORDER + 1))
+            if counts[MAX_ORDER] and lo % (1 << MAX_ORDER):
+                raise SeedError(f"{kind} pageblocks holding order-10 blocks start misaligned")
+            placed += [(lo + offset, order) for offset, order in plan_free_blocks(counts, hi - lo)]
+            types[first_block : first_block + count] = MIGRATE_TYPES.index(kind)
+            first_block += count
+        if any(free.get(k) and any(free[k]) for k in free if k not in kinds):
+            raise SeedError("free blocks of a migrate type that has no pageblocks")
+        zone.pageblock_types = types
+        return placed
 
     def _first_core_of(self, node: int) -> int:
         """The lowest core on `node`, or the last core when the node has none."""
@@ -638,6 +703,28 @@ class Host:
         """The host frame backing a guest page, or NO_FRAME."""
         vm = self._vm(vm_id)
         return int(ept_frames(vm.ept[gpfn : gpfn + 1])[0])
+
+    def page_states_of(
+        self, vm_id: str, gpfns: npt.ArrayLike, field: str, limit: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """The distinct gpfns of a batch (ascending, each checked) and their PageStates."""
+        vm = self._vm(vm_id)
+        pages, _ = self._checked(vm, gpfns, field, limit)
+        return pages, page_states(vm.ept[pages])
+
+    def gpfns_on_node(self, vm_id: str, node: int, max_pages: int) -> npt.NDArray[np.int64]:
+        """Up to `max_pages` of the VM's resident 4 KiB pages whose frame is on `node`.
+
+        Lowest gpfn first. A 2 MiB-backed VM's pages are never offered: a piece
+        of a held huge page frees no frame when ballooned.
+        """
+        vm = self._vm(vm_id)
+        if vm.huge or max_pages <= 0:
+            return np.empty(0, dtype=np.int64)
+        resident = np.flatnonzero(vm.ept > 0).astype(np.int64)
+        frames = vm.ept[resident].astype(np.int64) - 1
+        on_node: npt.NDArray[np.int64] = resident[self.nodes_of(frames) == node]
+        return on_node[:max_pages]
 
     def _vm(self, vm_id: str) -> _Vm:
         vm = self._by_id.get(vm_id)
@@ -1172,7 +1259,7 @@ class Host:
     def node_snapshots(self) -> tuple[NodeSnapshot, ...]:
         result = []
         for node in self._nodes:
-            owners = self.owner[node.base_hfn : node.base_hfn + node.total_pages]
+            mapped, reserved = self._count_owned(node.base_hfn, node.base_hfn + node.total_pages)
             counts = [0] * (MAX_ORDER + 1)
             for zone in node.zones:
                 for order, count in enumerate(zone.buddy.block_counts()):
@@ -1182,8 +1269,8 @@ class Host:
                     node=node.node,
                     total_pages=node.total_pages,
                     free_pages=sum(z.buddy.free_pages for z in node.zones),
-                    mapped_pages=int(np.count_nonzero(owners > 0)),
-                    reserved_pages=int(np.count_nonzero(owners == OWNER_RESERVED)),
+                    mapped_pages=mapped,
+                    reserved_pages=reserved,
                     numa_hit_total=node.numa_hit_total,
                     numa_miss_total=node.numa_miss_total,
                     numa_foreign_total=node.numa_foreign_total,
@@ -1194,25 +1281,44 @@ class Host:
             )
         return tuple(result)
 
+    def _count_owned(self, lo: int, hi: int) -> tuple[int, int]:
+        """(mapped, reserved) frames in [lo, hi), a window at a time.
+
+        A whole-node comparison would allocate a byte per frame (128 MiB per
+        node of a 1 TiB host) on every snapshot; windows keep that small.
+        """
+        mapped = reserved = 0
+        for start in range(lo, hi, SNAPSHOT_WINDOW_FRAMES):
+            window = self.owner[start : min(hi, start + SNAPSHOT_WINDOW_FRAMES)]
+            mapped += int(np.count_nonzero(window > 0))
+            reserved += int(np.count_nonzero(window == OWNER_RESERVED))
+        return mapped, reserved
+
     def zone_snapshots(self) -> tuple[ZoneSnapshot, ...]:
         """Every zone with watermarks and fragmentation views; O(frames), for on-demand use.
 
-        A pageblock (512 frames) holding any host-reserved frame counts as
-        Unmovable and everything else as Movable; Reclaimable, HighAtomic and
-        Isolate stay empty because the model has no such allocations.
+        Migrate types are seeded per pageblock when the zone came with a
+        pagetypeinfo capture (the type sticks to the pageblock, as in Linux).
+        Otherwise they are derived, not tracked: a pageblock (512 frames)
+        holding any host-reserved frame counts as Unmovable and everything
+        else as Movable; Reclaimable, HighAtomic and Isolate stay empty
+        because the model makes no such allocations.
         """
         result = []
         for zone in self._zones:
-            owners = self.owner[zone.base_hfn : zone.base_hfn + zone.total_pages]
             blocks = -(-zone.total_pages // HUGE_PAGE_FRAMES)
-            reserved = np.zeros(blocks * HUGE_PAGE_FRAMES, dtype=bool)
-            reserved[: zone.total_pages] = owners == OWNER_RESERVED
-            unmovable = np.asarray(reserved.reshape(blocks, HUGE_PAGE_FRAMES).any(axis=1))
+            if zone.pageblock_types is not None:
+                types = zone.pageblock_types
+            else:
+                owners = self.owner[zone.base_hfn : zone.base_hfn + zone.total_pages]
+                reserved = np.zeros(blocks * HUGE_PAGE_FRAMES, dtype=bool)
+                reserved[: zone.total_pages] = owners == OWNER_RESERVED
+                unmovable = reserved.reshape(blocks, HUGE_PAGE_FRAMES).any(axis=1)
+                types = np.where(unmovable, _UNMOVABLE, _MOVABLE).astype(np.uint8)
             by_type = {kind: [0] * (MAX_ORDER + 1) for kind in MIGRATE_TYPES}
             for offset, order in zone.buddy.blocks():
-                kind = "Unmovable" if unmovable[offset // HUGE_PAGE_FRAMES] else "Movable"
-                by_type[kind][order] += 1
-            n_unmovable = int(np.count_nonzero(unmovable))
+                by_type[MIGRATE_TYPES[types[offset // HUGE_PAGE_FRAMES]]][order] += 1
+            per_type = np.bincount(types, minlength=len(MIGRATE_TYPES))
             counts = zone.buddy.block_counts()
             result.append(
                 ZoneSnapshot(
@@ -1226,10 +1332,10 @@ class Host:
                     unusable_index_milli=unusable_index_milli(counts),
                     free_blocks_by_type={k: tuple(v) for k, v in by_type.items()},
                     pageblocks_by_type={
-                        **dict.fromkeys(MIGRATE_TYPES, 0),
-                        "Unmovable": n_unmovable,
-                        "Movable": blocks - n_unmovable,
+                        k: int(n) for k, n in zip(MIGRATE_TYPES, per_type, strict=True)
                     },
+                    managed_pages=zone.managed_pages,
+                    spanned_pages=zone.spanned_pages,
                 )
             )
         return tuple(result)
@@ -1298,6 +1404,9 @@ class Host:
             tlb_shootdowns_total=vm.tlb_shootdowns_total,
             tlb_flushed_entries_total=vm.tlb_flushed_entries_total,
             tlb_expected_flushed_entries=vm.tlb_expected_flushed_entries,
+            node_resident_pages=tuple(
+                int(c) for c in np.bincount(nodes, minlength=len(self._nodes))
+            ),
         )
 
     def vm_snapshots(self, now_s: float) -> tuple[VmSnapshot, ...]:
@@ -1334,9 +1443,9 @@ class Host:
                 f"        min      {z.watermarks.min_pages}",
                 f"        low      {z.watermarks.low_pages}",
                 f"        high     {z.watermarks.high_pages}",
-                f"        spanned  {z.total_pages}",
+                f"        spanned  {z.spanned_pages}",
                 f"        present  {z.total_pages}",
-                f"        managed  {z.total_pages}",
+                f"        managed  {z.managed_pages}",
             ]
         return "\n".join(lines) + "\n"
 

@@ -45,6 +45,7 @@ from hypervisor_mock.host import (
     Host,
     VmSnapshot,
 )
+from hypervisor_mock.requests import MAX_REQUEST_PFNS, PageRequests
 from hypervisor_mock.transport_metrics import TransportMetrics
 
 log = structlog.get_logger(__name__)
@@ -130,6 +131,7 @@ def vm_message(vm: VmSnapshot) -> host_pb2.VmState:
         tlb_shootdowns_total=vm.tlb_shootdowns_total,
         tlb_flushed_entries_total=vm.tlb_flushed_entries_total,
         tlb_expected_flushed_entries=vm.tlb_expected_flushed_entries,
+        node_resident_pages=list(vm.node_resident_pages),
     )
 
 
@@ -143,10 +145,22 @@ class HypervisorShell:
         clock: Clock,
         registry: CollectorRegistry,
         stats_interval_s: float = 2.0,
+        reclaim_hints: bool = True,
     ) -> None:
         self.host = host
         self.clock = clock
         self.stats_interval_s = stats_interval_s
+        self.requests = PageRequests(host)
+        """Pages asked of each VM's driver (RequestBalloonPages)."""
+        self.reclaim_hints = reclaim_hints
+        """Send the pages about to be reclaimed as hints (the guest CLOCK's H bit)."""
+        self._requested_pages = Counter(
+            "balloonlab_hypervisor_requested_pages",
+            "Pages asked of a driver by RequestBalloonPages, by outcome (queued, taken, "
+            "unavailable)",
+            ["vm", "outcome"],
+            registry=registry,
+        )
         self._auth = authenticator
         self._changed: dict[str, asyncio.Condition] = {}
         self._closing = False
@@ -234,6 +248,22 @@ class HypervisorShell:
 
     def counted(self, api: str, method: str) -> None:
         self._calls.labels(api=api, method=method).inc()
+
+    def requested(self, vm_id: str, outcome: str, pages: int) -> None:
+        """Counts one batch of requested pages reaching `outcome`."""
+        if pages:
+            self._requested_pages.labels(vm=vm_id, outcome=outcome).inc(pages)
+
+    def stream_target(self, vm_id: str, target: BalloonTarget) -> types_pb2.BalloonTarget:
+        """A WatchTarget message: the target, the outstanding requested pages and the hints."""
+        message = target_message(target)
+        pending = self.requests.pending(vm_id)
+        if pending.gpfns.size:
+            message.requested_pfns_le32 = pack(pending.gpfns)
+            message.request_id = pending.request_id
+            if self.reclaim_hints:
+                message.hint_pfns_le32 = pack(pending.gpfns)
+        return message
 
     async def pfns(
         self, context: grpc.aio.ServicerContext, api: str, raw: bytes, field: str, limit: int
@@ -428,6 +458,8 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
             raise shell.error_refusal(self.API, exc) from exc
         shell.counted(self.API, "Inflate" if inflate else "Deflate")
         shell.transport.batch("hypercall", time.perf_counter() - started_s)
+        if inflate:
+            shell.requested(vm_id, "taken", shell.requests.inflated(vm_id, gpfns))
         log.info(
             "balloon_inflated" if inflate else "balloon_deflated",
             vm=vm_id,
@@ -494,7 +526,31 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
             )
         shell.counted(self.API, "WatchTarget")
         async for target in shell.watch(vm_id):
-            yield target_message(target)
+            yield shell.stream_target(vm_id, target)
+
+    async def ReportRequestOutcome(
+        self, request: hypercall_pb2.RequestOutcome, context: grpc.aio.ServicerContext
+    ) -> hypercall_pb2.RequestOutcomeReply:
+        shell = self._shell
+        vm_id = await shell.vm_principal(context, self.API)
+        gpfns = await shell.pfns(
+            context,
+            self.API,
+            request.unavailable_pfns_le32,
+            "unavailable_pfns_le32",
+            MAX_REQUEST_PFNS,
+        )
+        dropped = shell.requests.unavailable(vm_id, gpfns)
+        shell.counted(self.API, "ReportRequestOutcome")
+        shell.requested(vm_id, "unavailable", dropped)
+        log.info(
+            "balloon_request_unavailable",
+            vm=vm_id,
+            request_id=request.request_id,
+            reported_pages=len(gpfns),
+            dropped_pages=dropped,
+        )
+        return hypercall_pb2.RequestOutcomeReply(dropped_pages=dropped)
 
 
 class VcpuServicer(vcpu_pb2_grpc.VcpuServicer):  # type: ignore[misc]
@@ -601,7 +657,55 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
         await shell.operator(context, self.API)
         shell.counted(self.API, "ListVms")
         vms = shell.host.vm_snapshots(shell.clock.now_s())
-        return host_pb2.ListVmsReply(vms=[vm_message(vm) for vm in vms])
+        messages = []
+        for vm in vms:
+            message = vm_message(vm)
+            asked = shell.requests.counters(vm.vm_id)
+            message.requested_pending_pages = asked.pending_pages
+            message.requested_taken_pages_total = asked.taken_pages_total
+            message.requested_unavailable_pages_total = asked.unavailable_pages_total
+            messages.append(message)
+        return host_pb2.ListVmsReply(vms=messages)
+
+    async def RequestBalloonPages(
+        self, request: host_pb2.RequestBalloonPagesRequest, context: grpc.aio.ServicerContext
+    ) -> host_pb2.RequestBalloonPagesReply:
+        shell = self._shell
+        await shell.operator(context, self.API)
+        gpfns = await shell.pfns(
+            context, self.API, request.gpfns_le32, "gpfns_le32", MAX_REQUEST_PFNS
+        )
+        try:
+            if not gpfns and request.node_pages:
+                if request.node_pages > MAX_REQUEST_PFNS:
+                    raise errors.BatchTooLarge(
+                        "node_pages", f"{request.node_pages} pages; at most {MAX_REQUEST_PFNS}"
+                    )
+                picked = shell.host.gpfns_on_node(request.vm_id, request.node, request.node_pages)
+                gpfns = picked.tolist()
+            result = shell.requests.request(request.vm_id, gpfns)
+        except errors.HostError as exc:
+            await shell.refuse_error(context, self.API, exc)
+        shell.counted(self.API, "RequestBalloonPages")
+        shell.requested(request.vm_id, "queued", result.queued_pages)
+        log.info(
+            "balloon_pages_requested",
+            vm=request.vm_id,
+            reason=request.reason or "operator",
+            request_id=result.request_id,
+            queued_pages=result.queued_pages,
+            skipped_pages=result.skipped_pages,
+            target_pages=result.target.target_pages,
+            generation=result.target.generation,
+        )
+        if result.queued_pages:
+            await shell.target_changed(request.vm_id)
+        return host_pb2.RequestBalloonPagesReply(
+            request_id=result.request_id,
+            queued_pages=result.queued_pages,
+            skipped_pages=result.skipped_pages,
+            target=target_message(result.target),
+        )
 
     async def SetBalloonTarget(
         self, request: host_pb2.SetBalloonTargetRequest, context: grpc.aio.ServicerContext

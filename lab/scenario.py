@@ -158,6 +158,53 @@ class GuestSpec:
     """How the balloon driver reaches the host: "hypercall" or "mmio" (emulated device)."""
 
 
+FAULT_ACTIONS = ("kill", "pin", "unpin")
+"""What a [[fault]] does: kill a process, pin a VM's balloon target, hand it back."""
+KILL_PROCESSES = ("agent", "guest")
+"""The processes a kill fault may hit; the launcher restarts both."""
+KILL_SIGNALS = ("KILL", "TERM")
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault the run loop injects once the lab clock reaches `at_s`."""
+
+    at_s: float
+    """Tick at (or first poll after) which the fault fires."""
+    action: str
+    """"kill", "pin" or "unpin"."""
+    process: str = ""
+    """For kill: "agent" or "guest"; empty otherwise."""
+    vm_id: str = ""
+    """The guest killed, pinned or unpinned; empty for an agent kill."""
+    signal: str = "KILL"
+    """For kill: the signal sent, "KILL" (a crash) or "TERM" (a clean exit)."""
+    balloon_mib: float | None = None
+    """For pin: the balloon size to hold, in MiB (or None when guest_mib is given)."""
+    guest_mib: float | None = None
+    """For pin: the memory to leave the guest, in MiB (or None when balloon_mib is given)."""
+
+    @property
+    def label(self) -> str:
+        """A short name for logs and the report, e.g. "kill guest web-1"."""
+        parts = [self.action, self.process, self.vm_id]
+        return " ".join(p for p in parts if p)
+
+
+def due_faults(faults: tuple[FaultSpec, ...], fired: int, now_s: float) -> tuple[FaultSpec, ...]:
+    """The faults after the first `fired` whose tick has come, in order.
+
+    `faults` is sorted by `at_s` (parse sorts it), so the run loop keeps only
+    a count of those already fired.
+    """
+    out = []
+    for fault in faults[fired:]:
+        if fault.at_s > now_s:
+            break
+        out.append(fault)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -173,6 +220,8 @@ class Scenario:
     """Agent policy parameters, passed through to the agent (which validates them)."""
     tick_s_per_row: float
     """Simulated seconds each trace row lasts in this lab (time compression)."""
+    faults: tuple[FaultSpec, ...] = ()
+    """Faults to inject ([[fault]] tables), in the order they fire."""
 
     @property
     def committed_pages(self) -> int:
@@ -183,8 +232,15 @@ class Scenario:
         return self.committed_pages / self.host.total_pages
 
 
-FEATURES = ("MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM")
-DEFAULT_FEATURES = FEATURES
+FEATURES = (
+    "MUST_TELL_HOST",
+    "STATS_VQ",
+    "DEFLATE_ON_OOM",
+    "FREE_PAGE_HINT",
+    "PAGE_POISON",
+    "PAGE_REPORTING",
+)
+DEFAULT_FEATURES = FEATURES[:3]
 
 
 def read_meminfo_total_kb(path: Path) -> int:
@@ -262,6 +318,12 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
         raise ScenarioError("guest: a scenario needs at least one [[guest]]")
 
     policy = top.table("policy").rest()
+    faults = tuple(
+        sorted(
+            (_parse_fault(f, duration_s, guests) for f in top.tables("fault")),
+            key=lambda f: f.at_s,
+        )
+    )
     top.finish()
     return Scenario(
         name=name,
@@ -273,6 +335,57 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
         guests=tuple(guests),
         policy=policy,
         tick_s_per_row=tick_s_per_row,
+        faults=faults,
+    )
+
+
+def _parse_fault(f: _Table, duration_s: float, guests: list[GuestSpec]) -> FaultSpec:
+    at_s = f.number("at_s", low=0, high=duration_s)
+    action = str(f.get("action", str))
+    if action not in FAULT_ACTIONS:
+        raise ScenarioError(
+            f"{f._where}.action: expected one of {', '.join(FAULT_ACTIONS)}, got {action!r}"
+        )
+    by_id = {g.vm_id: g for g in guests}
+    process = ""
+    signal = "KILL"
+    if action == "kill":
+        process = str(f.get("process", str))
+        if process not in KILL_PROCESSES:
+            raise ScenarioError(
+                f"{f._where}.process: expected 'agent' or 'guest', got {process!r}"
+            )
+        signal = str(f.get("signal", str, "KILL"))
+        if signal not in KILL_SIGNALS:
+            raise ScenarioError(f"{f._where}.signal: expected 'KILL' or 'TERM', got {signal!r}")
+    vm_id = ""
+    if action != "kill" or process == "guest":
+        vm_id = str(f.get("vm_id", str))
+        if vm_id not in by_id:
+            raise ScenarioError(f"{f._where}.vm_id: {vm_id!r} is not a guest of this scenario")
+    balloon_mib: float | None = None
+    guest_mib: float | None = None
+    if action == "pin":
+        guest = by_id[vm_id]
+        if not guest.driver:
+            raise ScenarioError(f"{f._where}.vm_id: {vm_id!r} has no balloon driver to pin")
+        memory_mib = guest.guest_pages / PAGES_PER_MIB
+        has_balloon = "balloon_mib" in f._raw
+        if has_balloon == ("guest_mib" in f._raw):
+            raise ScenarioError(f"{f._where}: a pin needs exactly one of balloon_mib or guest_mib")
+        if has_balloon:
+            balloon_mib = f.number("balloon_mib", low=0, high=memory_mib)
+        else:
+            guest_mib = f.number("guest_mib", low=0, high=memory_mib)
+    f.finish()
+    return FaultSpec(
+        at_s=at_s,
+        action=action,
+        process=process,
+        vm_id=vm_id,
+        signal=signal,
+        balloon_mib=balloon_mib,
+        guest_mib=guest_mib,
     )
 
 

@@ -102,9 +102,7 @@ class DeviceVm:
         if effects.poison_val is not None:
             # Attaching again with the same features stores the value on the host.
             features = self.device.negotiated & int(BALLOON_FEATURES)
-            await self._call(
-                self._host.attach(self.vm_id, features, effects.poison_val), "attach"
-            )
+            await self._call(self._host.attach(self.vm_id, features, effects.poison_val), "attach")
         for work in effects.work:
             if isinstance(work, PageWork):
                 if work.kind is QueueKind.INFLATE:

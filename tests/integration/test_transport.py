@@ -62,13 +62,13 @@ interval_s = 1
 vm_id = "hc"
 memory_mib = {GUEST_MIB}
 working_set_fraction = 0.25
-features = ["MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM"]
+features = ["MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM", "FREE_PAGE_HINT", "PAGE_POISON", "PAGE_REPORTING"]
 
 [[guest]]
 vm_id = "mm"
 memory_mib = {GUEST_MIB}
 working_set_fraction = 0.25
-features = ["MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM"]
+features = ["MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM", "FREE_PAGE_HINT", "PAGE_POISON", "PAGE_REPORTING"]
 transport = "mmio"
 """
 
@@ -164,6 +164,28 @@ async def test_both_paths_reach_the_same_state_after_each_step(
     for mib, state in seen:
         assert state["hc"] == state["mm"], f"at {mib} MiB: {state}"
         assert state["mm"][0] == state["mm"][1] == mib * MIB_PAGES
+
+
+async def test_both_paths_negotiate_the_same_six_bits_and_report_free_blocks(
+    lab: Lab, client: OperatorClient
+) -> None:
+    """Offered all six balloon features, both guests get all six, and both report free
+    pageblocks that the host discards (counted per VM)."""
+    assert lab.endpoints is not None
+    vms = {v.vm_id: v for v in await client.host_vms() if v.vm_id in PAIR}
+
+    async def reported() -> dict[str, float] | None:
+        metrics = scrape(lab.endpoints.hypervisor_metrics)  # type: ignore[union-attr]
+        out = {
+            vm: metrics.get(("balloonlab_vm_free_page_reported_pages_total", (("vm", vm),)), 0)
+            for vm in PAIR
+        }
+        return out if all(out.values()) else None
+
+    counts = await poll_until(reported, "free page reports from both guests")
+
+    assert vms["hc"].accepted_features == vms["mm"].accepted_features == 0b111111
+    assert all(n % 512 == 0 for n in counts.values())
 
 
 async def test_stats_arrive_over_both_paths(client: OperatorClient) -> None:

@@ -17,7 +17,7 @@ from hypervisor_mock import errors, mmio_core
 from hypervisor_mock.config import parse_host
 from hypervisor_mock.device_model.device import BalloonDevice
 from hypervisor_mock.device_model.runner import DeviceVm, HostCallFailed
-from hypervisor_mock.host import Host
+from hypervisor_mock.host import REPORTING_ORDER, Host
 
 
 def make_host(guest_pages: int = 32) -> Host:
