@@ -5,9 +5,8 @@ the (vm_id, gpfn) behind each used frame. `plan_defrag` picks the blocks that
 cost fewest pages to clear, up to the huge pages wanted, and groups the
 gpfns per guest; `blocks_formed` reads the result from the buddy counts.
 
-Not wired into the loop yet: the guest protocol has no way to ask a driver
-to balloon given gpfns (it picks its own pages), so the agent cannot send
-these requests. `blocks_from_proto` is ready for the Host API reply.
+agent/defrag_run.py sends the plan through Host.RequestBalloonPages. Not
+wired into the control loop or the Agent API yet (no Defragment rpc).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ guest's CLOCK treats R' = R or H as referenced and skips them, so it does
 not evict a page the balloon is about to take anyway. The agent's part is
 to read the counters and compare an A/B pair of runs.
 
-Not wired in yet: the guest protocol has no hint field and the guest
-reports no "skipped because hinted" counter, so `HintCounters` cannot be
-filled from a snapshot. These functions are ready for when it can.
+The guest now receives hints (BalloonTarget.hint_pfns_le32) and reports
+hinted_skips_pages and pointless_evictions_pages in its stats; the A/B test
+over the pure cores uses `compare`. Not yet read from the agent's snapshot
+into a metric.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """NUMA-aware reclaim: take from VMs whose frames sit on the pressured node, give back at home.
 
-Not wired into the loop yet: the Host API reports a VM's remote total but
-not its resident pages per node (`VmSnapshot.node_pages` stays None), and a
-balloon inflate cannot say which node's frames it should free. These pure
-functions are what the loop will call once both exist.
+The Host API now has what these need (VmState.node_resident_pages, and
+RequestBalloonPages with `node`/`node_pages` to free frames on one node),
+but the agent does not read them or call these functions from its loop yet.
 
 * `plan_node_reclaim` spreads a node's need over the VMs in proportion to
   the frames each holds on that node, each capped by its balloon room.

@@ -189,6 +189,8 @@ class GuestMemory:
         """The H bit: the host is about to reclaim the page."""
         self._requested = np.zeros(n, dtype=np.bool_)
         """The host asked for the page by number; the next inflate takes it first."""
+        self._taken_on_request = np.zeros(n, dtype=np.bool_)
+        """In the balloon because the host asked for it; deflated last."""
         self._unavailable: list[int] = []
         self.hinted_skips_pages = 0
         """Pages the CLOCK passed over only because of H, cumulative."""
@@ -598,6 +600,7 @@ class GuestMemory:
         self._referenced[taken] = 0
         self._requested[taken] = False
         self._hinted[taken] = False
+        self._taken_on_request[taken] = True
         return RequestedTake(
             taken=taken,
             unavailable=np.concatenate((kernel, stuck)),
@@ -634,9 +637,15 @@ class GuestMemory:
     def deflate(self, pages: int) -> Gpfns:
         """Picks up to `pages` BALLOON frames to give back, without changing them.
 
-        The caller tells the host first, then calls `release_balloon`.
+        Pages ballooned on the host's request go last: the host asked for
+        them to free particular frames (a 2 MiB block, a node), and handing
+        them straight back would undo that. Among the rest the highest gpfns
+        go first. The caller tells the host first, then calls `release_balloon`.
         """
-        return self.frames_in(FrameState.BALLOON)[: max(0, pages)]
+        ballooned = self.frames_in(FrameState.BALLOON)[::-1]
+        on_request = self._taken_on_request[ballooned]
+        order = np.concatenate((ballooned[~on_request], ballooned[on_request]))
+        return np.sort(order[: max(0, pages)])
 
     def release_balloon(self, gpfns: npt.ArrayLike) -> int:
         """BALLOON -> FREE for those of `gpfns` that are in the balloon; returns pages freed."""
@@ -644,6 +653,7 @@ class GuestMemory:
         frames = frames[self._state[frames] == FrameState.BALLOON]
         self._set_state(frames, FrameState.FREE)
         self._referenced[frames] = 0
+        self._taken_on_request[frames] = False
         return len(frames)
 
     def adopt_balloon(self, gpfns: npt.ArrayLike) -> Gpfns:

@@ -105,6 +105,12 @@ REPORTING_ORDER = 9
 """Smallest block a free page report or hint may name: a pageblock (512 pages)."""
 MAX_FREE_BLOCKS = 256
 """Most blocks in one free page report or hint."""
+HINT_CMD_ID_STOP = 0
+"""free_page_hint_cmd_id value: no hint command runs (the host asks the driver to stop)."""
+HINT_CMD_ID_DONE = 1
+"""free_page_hint_cmd_id value: the host has used the hints; the driver may reuse the pages."""
+HINT_CMD_ID_FIRST = 2
+"""Smallest id of a real hint command; 0 and 1 are the two reserved values above."""
 
 MAX_ACCESS_BATCH_PFNS = 65536
 """Largest Vcpu.Access batch."""
@@ -139,12 +145,19 @@ EPT_PINNED = -3
 """EPT_PINNED - hfn: a ballooned piece of a huge page the VM still holds, at frame hfn."""
 
 
+_STATE_OF_NEGATED_WORD = np.asarray(
+    [PageState.UNTOUCHED, PageState.BALLOONED, PageState.HOST_SWAPPED, PageState.BALLOONED],
+    dtype=np.uint8,
+)
+"""PageState of an EPT word w <= 0, indexed by min(-w, 3): 0 untouched, -1 ballooned,
+-2 swapped, -3 and below a pinned ballooned piece."""
+
+
 def page_states(words: npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
-    """The PageState of each EPT word."""
-    states = np.full(words.shape, PageState.BALLOONED, dtype=np.uint8)
-    states[words > 0] = PageState.RESIDENT
-    states[words == EPT_UNTOUCHED] = PageState.UNTOUCHED
-    states[words == EPT_SWAPPED] = PageState.HOST_SWAPPED
+    """The PageState of each EPT word (one table look-up; no enum access per call)."""
+    negated = np.minimum(np.negative(words, dtype=np.int64), 3)
+    states = _STATE_OF_NEGATED_WORD[np.maximum(negated, 0)]
+    states[words > 0] = PageState.RESIDENT.value
     return states
 
 
@@ -273,7 +286,13 @@ class FreePageState:
     hint_cmd_id: int
     """FREE_PAGE_HINT: the latest hint command the driver answered (0: none)."""
     hinted_pages: int
-    """Pages hinted free under that command, pages."""
+    """Pages hinted free under that command and not touched since, pages."""
+    hint_cmd_id_issued: int = 0
+    """The host's current free_page_hint_cmd_id: a running command, DONE (1) or STOP (0)."""
+    hint_rounds_total: int = 0
+    """Hint commands the driver finished (its STOP arrived), since boot."""
+    hinted_pages_total: int = 0
+    """Pages hinted free over all commands, since boot, pages."""
 
 
 @dataclass(frozen=True)
@@ -531,6 +550,10 @@ class _Vm:
         self.reported_frames_total = 0
         self.hint_cmd_id = 0
         self.hinted: npt.NDArray[np.bool_] | None = None
+        self.hint_cmd_id_issued = HINT_CMD_ID_STOP
+        self.hint_running = False
+        self.hint_rounds_total = 0
+        self.hinted_pages_total = 0
 
 
 class Host:
@@ -877,7 +900,11 @@ class Host:
             bad = batch[(batch < 0) | (batch >= vm.guest_pages)]
             if bad.size:
                 raise InvalidPfn(field, f"gpfn {bad[0]} is outside the VM's {vm.guest_pages} pages")
-        pages = np.unique(batch)
+        # Sorting and dropping neighbours that repeat is np.unique's result, several times
+        # cheaper on a batch of at most a few hundred numbers.
+        pages = np.sort(batch)
+        if pages.size > 1:
+            pages = pages[np.concatenate(([True], pages[1:] != pages[:-1]))]
         return pages, int(batch.size - pages.size)
 
     # ----- free page reporting and hinting
@@ -916,22 +943,62 @@ class Host:
         vm.reported_frames_total += reclaimed
         return FreeReportResult(accepted_pages=int(pages.size), reclaimed_frames=reclaimed)
 
+    def start_free_page_hint(self, vm_id: str) -> int:
+        """FREE_PAGE_HINT: issues a new hint command and returns its id (2 and up).
+
+        A command still running is superseded: hints and a STOP naming it are refused from now.
+        """
+        vm = self._free_vm(vm_id, FEATURE_FREE_PAGE_HINT, "FREE_PAGE_HINT")
+        last = max(vm.hint_cmd_id, vm.hint_cmd_id_issued)
+        cmd_id = last + 1 if HINT_CMD_ID_FIRST <= last < 0xFFFF_FFFF else HINT_CMD_ID_FIRST
+        vm.hint_cmd_id_issued = cmd_id
+        vm.hint_running = True
+        return cmd_id
+
+    def free_page_hint_cmd_id(self, vm_id: str) -> int:
+        """The value the VM's free_page_hint_cmd_id holds now (STOP before any command)."""
+        return self._vm(vm_id).hint_cmd_id_issued
+
+    def _running_hint(self, vm: _Vm, cmd_id: int) -> None:
+        if not vm.hint_running or cmd_id != vm.hint_cmd_id_issued:
+            running = vm.hint_cmd_id_issued if vm.hint_running else "none"
+            raise BadFreeBlock("cmd_id", f"{cmd_id} is not the running hint command ({running})")
+
     def hint_free(
         self, vm_id: str, block_gpfns: npt.ArrayLike, order: int, cmd_id: int
     ) -> FreeReportResult:
         """FREE_PAGE_HINT: the host learns these blocks are free during hint command `cmd_id`.
 
-        Nothing is discarded. A new cmd_id starts a new set of hinted pages.
+        Nothing is discarded. `cmd_id` must be the running command; its first hint starts a
+        new set of hinted pages. A hint lasts until the page is touched (`touch` clears it),
+        so host swap or a migration may skip the page's contents meanwhile.
         """
         vm = self._free_vm(vm_id, FEATURE_FREE_PAGE_HINT, "FREE_PAGE_HINT")
-        if cmd_id <= 0:
-            raise BadFreeBlock("cmd_id", "a hint names the host's command, a positive number")
+        self._running_hint(vm, cmd_id)
         pages = self._free_blocks(vm, block_gpfns, order)
+        if np.any(vm.ept[pages] == EPT_BALLOONED) or np.any(vm.ept[pages] <= EPT_PINNED):
+            raise BadFreeBlock("pfns_le32", "a hinted block holds ballooned pages, not free ones")
         if vm.hinted is None or cmd_id != vm.hint_cmd_id:
             vm.hinted = np.zeros(vm.guest_pages, dtype=np.bool_)
             vm.hint_cmd_id = cmd_id
         vm.hinted[pages] = True
+        vm.hinted_pages_total += int(pages.size)
         return FreeReportResult(accepted_pages=int(pages.size), reclaimed_frames=0)
+
+    def stop_free_page_hint(self, vm_id: str, cmd_id: int) -> int:
+        """The driver's STOP for command `cmd_id`: the round is over and the host reports DONE.
+
+        Returns the pages hinted in that round (0 if the guest had no free block).
+        """
+        vm = self._free_vm(vm_id, FEATURE_FREE_PAGE_HINT, "FREE_PAGE_HINT")
+        self._running_hint(vm, cmd_id)
+        if cmd_id != vm.hint_cmd_id:
+            vm.hinted = np.zeros(vm.guest_pages, dtype=np.bool_)
+            vm.hint_cmd_id = cmd_id
+        vm.hint_running = False
+        vm.hint_cmd_id_issued = HINT_CMD_ID_DONE
+        vm.hint_rounds_total += 1
+        return int(np.count_nonzero(vm.hinted)) if vm.hinted is not None else 0
 
     def free_page_state(self, vm_id: str) -> FreePageState:
         vm = self._vm(vm_id)
@@ -941,6 +1008,9 @@ class Host:
             reported_frames_total=vm.reported_frames_total,
             hint_cmd_id=vm.hint_cmd_id,
             hinted_pages=int(np.count_nonzero(vm.hinted)) if vm.hinted is not None else 0,
+            hint_cmd_id_issued=vm.hint_cmd_id_issued,
+            hint_rounds_total=vm.hint_rounds_total,
+            hinted_pages_total=vm.hinted_pages_total,
         )
 
     def _free_vm(self, vm_id: str, feature: int, name: str) -> _Vm:

@@ -60,20 +60,25 @@ class TransportMetrics:
             registry=registry,
         )
         self._step_us = {path: costs.step_us(steps) for path, steps in STEPS_PER_BATCH.items()}
-        for path, steps in self._step_us.items():
-            # Every series exists from the start, so a path with no batch yet reads 0.
-            self._measured.labels(path=path)
-            for step in steps:
-                self._modelled.labels(path=path, step=step)
+        # Every series exists from the start, so a path with no batch yet reads 0; the children
+        # are kept because labels() would cost more than the rest of batch().
+        self._measured_child = {path: self._measured.labels(path=path) for path in self._step_us}
+        self._modelled_children = {
+            path: [
+                (self._modelled.labels(path=path, step=step), cost_us * 1e-6)
+                for step, cost_us in steps.items()
+            ]
+            for path, steps in self._step_us.items()
+        }
         if host is not None:
             registry.register(FeatureCollector(host))
 
     def batch(self, path: Path, measured_s: float) -> None:
         """One inflate or deflate batch finished on `path` after `measured_s` wall seconds."""
-        for step, cost_us in self._step_us[path].items():
-            if cost_us:
-                self._modelled.labels(path=path, step=step).inc(cost_us * 1e-6)
-        self._measured.labels(path=path).observe(measured_s)
+        for child, cost_s in self._modelled_children[path]:
+            if cost_s:
+                child.inc(cost_s)
+        self._measured_child[path].observe(measured_s)
 
 
 class FeatureCollector(Collector):

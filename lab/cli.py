@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
 from balloon.v1 import agent_pb2, host_pb2
@@ -23,7 +25,7 @@ from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
 from lab.ctl.base import ratio_text
 from lab.ctl.core import vm_table
-from lab.launcher import Lab, LabStartError
+from lab.launcher import Child, Lab, LabStartError
 from lab.report import (
     MIB,
     Timeline,
@@ -35,6 +37,43 @@ from lab.report import (
 
 POLL_WALL_S = 1.0
 DEFAULT_STATE_DIR = Path(".balloonlab")
+FAULT_EXIT_WAIT_S = 10.0
+"""Wall seconds a killed process gets to exit before the run loop moves on."""
+
+
+async def inject_fault(lab: Lab, client: OperatorClient, fault: scenario_mod.FaultSpec) -> str:
+    """Carries out one fault and says what happened, for the log and the report.
+
+    A killed guest or agent is left dead: the run loop's next `restart_dead`
+    brings it back, as it would after a real crash. A pin goes through the
+    agent's SetTarget like an operator's; an unpin hands the VM back (`auto`).
+    """
+    if fault.action == "kill":
+        child: Child | None = lab.agent
+        if fault.process == "guest":
+            child = next((c for c in lab.guests if c.name == f"guest-{fault.vm_id}"), None)
+        if child is None or child.process is None or not child.alive:
+            return "not running"
+        sig = signal.SIGKILL if fault.signal == "KILL" else signal.SIGTERM
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(sig)
+        try:
+            code = await asyncio.wait_for(child.process.wait(), FAULT_EXIT_WAIT_S)
+        except TimeoutError:
+            return f"SIG{fault.signal} sent; still running after {FAULT_EXIT_WAIT_S:g} s"
+        return f"SIG{fault.signal} sent; exited with code {code}"
+    request = agent_pb2.SetTargetRequest(vm_id=fault.vm_id)
+    if fault.action == "unpin":
+        request.auto = True
+    elif fault.balloon_mib is not None:
+        request.balloon_mib = round(fault.balloon_mib)
+    else:
+        request.guest_mib = round(fault.guest_mib or 0.0)
+    try:
+        vm = await client.set_target(request)
+    except LabClientError as exc:
+        return f"refused: {exc}"
+    return f"balloon target {vm.balloon_target_bytes / MIB:,.0f} MiB, manual {vm.manual}"
 
 
 def status_table(status: agent_pb2.AgentStatus, duration_s: float) -> Table:
@@ -63,6 +102,7 @@ async def run_lab(
     started = time.monotonic()
     failure: str | None = None
     transport: dict[str, dict[str, float | int | None]] | None = None
+    faults_fired: list[dict[str, object]] = []
     console.print(
         f"[bold]{sc.name}[/]: {len(sc.guests)} guests, {sc.committed_pages * 4096 / MIB:,.0f} MiB committed"
         f" on a {sc.host.total_pages * 4096 / MIB:,.0f} MiB host ({sc.commit_ratio:.2f}x),"
@@ -78,8 +118,23 @@ async def run_lab(
             endpoints.agent, endpoints.hypervisor, _token(endpoints.operator_token_file)
         ) as client:
             view = Live(console=console, refresh_per_second=2, transient=False) if live else None
+            # Without the live table, a progress bar over the run's ticks.
+            progress = (
+                Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    TaskProgressColumn(),
+                    TextColumn("{task.completed:,.0f}/{task.total:,.0f} ticks"),
+                    console=console,
+                    transient=False,
+                )
+                if view is None
+                else None
+            )
+            task = progress.add_task(sc.name, total=sc.duration_s) if progress else None
             last_line = -1e9
-            with view if view is not None else contextlib.nullcontext():
+            context = view if view is not None else progress
+            with context if context is not None else contextlib.nullcontext():
                 while lab.now_s() < sc.duration_s:
                     try:
                         for name in await lab.restart_dead():
@@ -96,15 +151,35 @@ async def run_lab(
                     except LabClientError as exc:
                         console.print(f"[yellow]poll failed: {exc}[/]")
                     else:
-                        timeline.add(status, host)
+                        timeline.add(status, host, host_vms)
                         if view is not None:
                             view.update(status_table(status, sc.duration_s))
-                        elif status.now_s - last_line >= 20:
+                        if progress is not None and task is not None:
+                            progress.update(
+                                task,
+                                completed=min(sc.duration_s, status.now_s),
+                                description=f"{sc.name}  R {ratio_text(status.overcommit_ratio)}",
+                            )
+                        if view is None and status.now_s - last_line >= 20:
                             last_line = status.now_s
                             console.print(
                                 f"tick {status.now_s:6.0f}/{sc.duration_s:g}  host free {status.host.free_bytes / MIB:8,.0f} MiB"
                                 f"  R {ratio_text(status.overcommit_ratio)}  decisions {status.decisions_total}"
                             )
+                    for fault in scenario_mod.due_faults(sc.faults, len(faults_fired), lab.now_s()):
+                        fired_at_s = lab.now_s()
+                        result = await inject_fault(lab, client, fault)
+                        faults_fired.append(
+                            {
+                                "at_s": fault.at_s,
+                                "fault": fault.label,
+                                "fired_at_s": round(fired_at_s, 1),
+                                "result": result,
+                            }
+                        )
+                        console.print(
+                            f"[yellow]fault at tick {fired_at_s:.0f}: {fault.label}: {result}[/]"
+                        )
                     await asyncio.sleep(
                         min(POLL_WALL_S, max(0.0, (sc.duration_s - lab.now_s()) / sc.speed))
                     )
@@ -113,7 +188,7 @@ async def run_lab(
                         status = await client.status()
                         host = await client.host()
                         host_vms = await client.host_vms()
-                        timeline.add(status, host)
+                        timeline.add(status, host, host_vms)
                 if lab.endpoints is not None and lab.endpoints.hypervisor_metrics:
                     with contextlib.suppress(OSError, TimeoutError):
                         transport = transport_summary(
@@ -138,6 +213,11 @@ async def run_lab(
         summary["failure"] = failure
     if transport is not None:
         summary["transport"] = transport
+    if sc.faults:
+        summary["faults"] = faults_fired + [
+            {"at_s": f.at_s, "fault": f.label, "fired_at_s": None, "result": "not reached"}
+            for f in sc.faults[len(faults_fired) :]
+        ]
     written = write_report(report_dir, summary, timeline)
     if status is not None and not live:
         console.print(status_table(status, sc.duration_s))

@@ -25,7 +25,7 @@ import structlog
 from balloon_common.auth import new_token, write_token_file
 from guest_driver.virtqueue import window_bytes
 from lab.client import ENDPOINTS_FILE, Endpoints
-from lab.scenario import Scenario
+from lab.scenario import NodeSpec, Scenario
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,26 @@ class LabStartError(RuntimeError):
     """A process of the lab did not come up; the message says which and why."""
 
 
+def _captured_zones_node(n: NodeSpec, free_fraction: float) -> dict[str, Any]:
+    """A node whose zones come from a capture, each seeded with its free lists' shape."""
+    return {
+        "node": n.node,
+        "total_pages": n.total_pages,
+        "zones": [
+            {
+                "zone": z.zone,
+                "total_pages": z.total_pages,
+                "buddyinfo": {
+                    "counts": list(z.buddyinfo_counts),
+                    "mode": "fit",
+                    "free_fraction": free_fraction,
+                },
+            }
+            for z in n.zones
+        ],
+    }
+
+
 def build_configs(
     scenario: Scenario,
     tokens: dict[str, str],
@@ -66,6 +86,9 @@ def build_configs(
     host = scenario.host
     nodes = []
     for n in host.nodes:
+        if n.zones:
+            nodes.append(_captured_zones_node(n, host.free_fraction))
+            continue
         buddy = None
         if n.buddyinfo_counts is not None:
             buddy = {

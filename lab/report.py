@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,43 @@ class Timeline:
     vm_target_mib: dict[str, list[float]] = field(default_factory=dict)
     vm_actual_mib: dict[str, list[float]] = field(default_factory=dict)
     vm_floor_mib: dict[str, list[float]] = field(default_factory=dict)
-    vm_ws_mib: dict[str, list[float]] = field(default_factory=dict)
+    vm_ws_mib: dict[str, list[float | None]] = field(default_factory=dict)
+    """Working set per VM, MiB; None while the agent has no fresh statistics."""
     vm_usable_mib: dict[str, list[float]] = field(default_factory=dict)
     min_floor_margin_mib: dict[str, float] = field(default_factory=dict)
     """Lowest usable minus floor seen per VM while its stats were known."""
+    vm_guest_mib: dict[str, float] = field(default_factory=dict)
+    """Configured memory per VM, MiB (the last value seen)."""
+    target_ratio: list[float] = field(default_factory=list)
+    """The R the agent aims for, per sample."""
+    max_ratio: list[float | None] = field(default_factory=list)
+    """R_max per sample; None when unknown (NaN) or unlimited (+Inf)."""
+    host_swap_pages_per_s: list[float] = field(default_factory=list)
+    """Host swap-in plus swap-out rate, pages per tick."""
+    vm_guest_swap_pages_per_s: dict[str, list[float]] = field(default_factory=dict)
+    """Guest swap-in plus swap-out rate per VM, pages per tick."""
+    host_t_s: list[float] = field(default_factory=list)
+    """Ticks of the samples that carried the host's per-VM state."""
+    vm_remote_share: dict[str, list[float]] = field(default_factory=dict)
+    """Share of each VM's resident pages on a remote node (0..1), per host sample."""
+    vm_tlb_shootdowns: dict[str, list[float]] = field(default_factory=dict)
+    """Cumulative TLB-shootdown IPIs sent for each VM's unmaps, per host sample."""
+    host_tlb_shootdowns: list[float] = field(default_factory=list)
+    """Cumulative shootdown IPIs received over all host cores, per host sample."""
 
-    def add(self, status: agent_pb2.AgentStatus, host: host_pb2.HostState | None) -> None:
+    def add(
+        self,
+        status: agent_pb2.AgentStatus,
+        host: host_pb2.HostState | None,
+        host_vms: Sequence[host_pb2.VmState] = (),
+    ) -> None:
         self.t_s.append(status.now_s)
+        self.target_ratio.append(status.target_ratio)
+        r_max = status.max_overcommit_ratio
+        self.max_ratio.append(r_max if math.isfinite(r_max) else None)
+        self.host_swap_pages_per_s.append(
+            status.host.host_swap_in_pages_per_s + status.host.host_swap_out_pages_per_s
+        )
         free = [b / MIB for b in status.host.node_free_bytes]
         for node, value in enumerate(free):
             self.node_free_mib.setdefault(node, []).append(value)
@@ -44,15 +76,40 @@ class Timeline:
             self.vm_target_mib.setdefault(vm.vm_id, []).append(vm.balloon_target_bytes / MIB)
             self.vm_actual_mib.setdefault(vm.vm_id, []).append(vm.balloon_actual_bytes / MIB)
             self.vm_floor_mib.setdefault(vm.vm_id, []).append(vm.floor_bytes / MIB)
-            self.vm_ws_mib.setdefault(vm.vm_id, []).append(vm.working_set_bytes / MIB)
+            self.vm_ws_mib.setdefault(vm.vm_id, []).append(
+                vm.working_set_bytes / MIB if vm.stats_known else None
+            )
             self.vm_usable_mib.setdefault(vm.vm_id, []).append(vm.usable_bytes / MIB)
+            self.vm_guest_mib[vm.vm_id] = vm.guest_bytes / MIB
+            self.vm_guest_swap_pages_per_s.setdefault(vm.vm_id, []).append(
+                vm.guest_swap_in_pages_per_s + vm.guest_swap_out_pages_per_s
+            )
             if vm.stats_known and vm.floor_bytes:
                 margin = (vm.usable_bytes - vm.floor_bytes) / MIB
                 old = self.min_floor_margin_mib.get(vm.vm_id, margin)
                 self.min_floor_margin_mib[vm.vm_id] = min(old, margin)
+        if host is not None and host_vms:
+            self.host_t_s.append(status.now_s)
+            self.host_tlb_shootdowns.append(float(sum(c.tlb_shootdowns_total for c in host.cpus)))
+            for hv in host_vms:
+                self.vm_remote_share.setdefault(hv.vm_id, []).append(hv.remote_share)
+                self.vm_tlb_shootdowns.setdefault(hv.vm_id, []).append(
+                    float(hv.tlb_shootdowns_total)
+                )
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """The samples as plain JSON values; a non-finite number (R = inf) becomes None."""
+        return {k: _finite(v) for k, v in self.__dict__.items()}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    return value
 
 
 def build_summary(
@@ -166,53 +223,210 @@ async def fetch_metrics_text(address: str, timeout_s: float = 5.0) -> str:
 
 
 def write_report(out_dir: Path, summary: dict[str, Any], timeline: Timeline) -> list[Path]:
-    """Writes summary.json, timeline.json and timeline.png into `out_dir`."""
+    """Writes the PNG plots, timeline.json and summary.json (listing the plots) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    plots: list[Path] = []
+    if timeline.t_s:
+        plots = write_plots(out_dir, timeline, str(summary.get("scenario", "")))
+    summary = dict(summary, plots=[p.name for p in plots])
     path = out_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    written.append(path)
+    written = [path]
     path = out_dir / "timeline.json"
     path.write_text(json.dumps(timeline.to_dict()) + "\n", encoding="utf-8")
     written.append(path)
-    if timeline.t_s:
-        path = out_dir / "timeline.png"
-        plot_timeline(timeline, path, str(summary.get("scenario", "")))
-        written.append(path)
-    return written
+    return written + plots
 
 
-def plot_timeline(timeline: Timeline, path: Path, title: str) -> None:
-    """Host free memory by node, and each VM's balloon against its floor."""
+PLOTS = (
+    "timeline.png",
+    "host_free_by_node.png",
+    "balloons.png",
+    "swap.png",
+    "overcommit_ratio.png",
+    "remote_share.png",
+    "tlb_shootdowns.png",
+)
+"""The figures a report holds, one per topic (timeline.png is the two-panel overview)."""
+
+
+def write_plots(out_dir: Path, timeline: Timeline, title: str) -> list[Path]:
+    """Every figure of PLOTS drawn from `timeline` into `out_dir`; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    vms = sorted(timeline.vm_actual_mib)
-    fig, axes = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True, constrained_layout=True)
-    ax = axes[0]
+    drawers = {
+        "timeline.png": _plot_overview,
+        "host_free_by_node.png": _plot_host_free,
+        "balloons.png": _plot_balloons,
+        "swap.png": _plot_swap,
+        "overcommit_ratio.png": _plot_ratio,
+        "remote_share.png": _plot_remote_share,
+        "tlb_shootdowns.png": _plot_tlb,
+    }
+    written = []
+    for name in PLOTS:
+        fig = drawers[name](plt, timeline, title)
+        path = out_dir / name
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def plot_timeline(timeline: Timeline, path: Path, title: str) -> None:
+    """Host free memory by node, and each VM's balloon against its floor (the overview)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = _plot_overview(plt, timeline, title)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _tail(t: list[float], values: Sequence[Any]) -> list[float]:
+    """The ticks of a series that started late (a VM seen after the first sample)."""
+    return t[len(t) - len(values) :]
+
+
+def _colors(plt: Any) -> list[str]:
+    colors: list[str] = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return colors
+
+
+def _finish(ax: Any, ylabel: str, title: str, legend: bool = True) -> None:
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
+
+
+def _draw_host_free(ax: Any, timeline: Timeline) -> None:
     t = timeline.t_s
     for node, values in sorted(timeline.node_free_mib.items()):
-        ax.plot(t[: len(values)], values, label=f"node {node} free")
+        ax.plot(_tail(t, values), values, label=f"node {node} free")
     ax.plot(t, timeline.host_free_mib, color="black", linewidth=1.5, label="host free")
-    ax.set_ylabel("MiB")
-    ax.set_title(f"{title}: host free memory")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+
+
+def _plot_overview(plt: Any, timeline: Timeline, title: str) -> Any:
+    fig, axes = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True, constrained_layout=True)
+    _draw_host_free(axes[0], timeline)
+    _finish(axes[0], "MiB", f"{title}: host free memory")
     ax = axes[1]
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, vm in enumerate(vms):
+    colors = _colors(plt)
+    for i, vm in enumerate(sorted(timeline.vm_actual_mib)):
         c = colors[i % len(colors)]
         actual = timeline.vm_actual_mib[vm]
         target = timeline.vm_target_mib.get(vm, [])
-        ax.plot(t[-len(actual) :], actual, color=c, label=f"{vm} actual")
-        ax.plot(t[-len(target) :], target, color=c, linestyle="--", linewidth=0.8)
-    ax.set_ylabel("balloon MiB (dashed: target)")
+        ax.plot(_tail(timeline.t_s, actual), actual, color=c, label=f"{vm} actual")
+        ax.plot(_tail(timeline.t_s, target), target, color=c, linestyle="--", linewidth=0.8)
     ax.set_xlabel("tick (simulated seconds)")
-    ax.set_title("balloon actual and target per VM")
-    ax.grid(alpha=0.3)
-    if vms:
-        ax.legend(loc="upper left", fontsize="small", ncol=2)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(ax, "balloon MiB (dashed: target)", "balloon actual and target per VM")
+    return fig
+
+
+def _plot_host_free(plt: Any, timeline: Timeline, title: str) -> Any:
+    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
+    _draw_host_free(ax, timeline)
+    ax.set_xlabel("tick (simulated seconds)")
+    _finish(ax, "MiB", f"{title}: host free memory by NUMA node")
+    return fig
+
+
+def _plot_balloons(plt: Any, timeline: Timeline, title: str) -> Any:
+    """One panel per VM: balloon target and actual, and the most balloon that
+    leaves the guest its working set (configured memory minus working set)."""
+    vms = sorted(timeline.vm_actual_mib) or [""]
+    cols = 2 if len(vms) > 1 else 1
+    rows = math.ceil(len(vms) / cols)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(11, 2.8 * rows + 0.8),
+        sharex=True,
+        squeeze=False,
+        constrained_layout=True,
+    )
+    t = timeline.t_s
+    for i, ax in enumerate(axes.flat):
+        if i >= len(vms) or not vms[i]:
+            ax.set_visible(False)
+            continue
+        vm = vms[i]
+        actual = timeline.vm_actual_mib[vm]
+        target = timeline.vm_target_mib.get(vm, [])
+        ws = timeline.vm_ws_mib.get(vm, [])
+        guest = timeline.vm_guest_mib.get(vm, 0.0)
+        ax.plot(_tail(t, actual), actual, label="balloon actual")
+        ax.plot(_tail(t, target), target, linestyle="--", label="balloon target")
+        ax.plot(
+            _tail(t, ws),
+            [math.nan if w is None else guest - w for w in ws],
+            color="red",
+            linestyle=":",
+            label="guest - working set",
+        )
+        _finish(ax, "MiB", vm, legend=i == 0)
+    fig.suptitle(
+        f"{title}: balloon per VM against its working set (above the red line the"
+        " guest holds less than its working set)",
+        fontsize="medium",
+    )
+    return fig
+
+
+def _plot_swap(plt: Any, timeline: Timeline, title: str) -> Any:
+    fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True, constrained_layout=True)
+    t = timeline.t_s
+    for vm, values in sorted(timeline.vm_guest_swap_pages_per_s.items()):
+        axes[0].plot(_tail(t, values), values, label=vm)
+    _finish(axes[0], "pages per tick", f"{title}: guest swap (in + out) per VM")
+    axes[1].plot(t, timeline.host_swap_pages_per_s, color="black", label="host swap in + out")
+    _finish(axes[1], "pages per tick", "host swap")
+    used = axes[1].twinx()
+    used.plot(t, timeline.host_swap_used_mib, color="tab:red", linestyle="--")
+    used.set_ylabel("host swap used MiB (dashed)")
+    axes[1].set_xlabel("tick (simulated seconds)")
+    return fig
+
+
+def _plot_ratio(plt: Any, timeline: Timeline, title: str) -> Any:
+    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
+    t = timeline.t_s
+    ratio = [r if math.isfinite(r) else math.nan for r in timeline.ratio]
+    ax.plot(t, ratio, color="black", label="R (overcommit ratio)")
+    ax.plot(
+        _tail(t, timeline.target_ratio), timeline.target_ratio, linestyle="--", label="target ratio"
+    )
+    r_max = [math.nan if r is None else r for r in timeline.max_ratio]
+    ax.plot(_tail(t, r_max), r_max, color="tab:red", label="R_max (gaps: unknown or unlimited)")
+    ax.set_xlabel("tick (simulated seconds)")
+    _finish(ax, "ratio", f"{title}: R against R_max")
+    return fig
+
+
+def _plot_remote_share(plt: Any, timeline: Timeline, title: str) -> Any:
+    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
+    for vm, values in sorted(timeline.vm_remote_share.items()):
+        ax.plot(_tail(timeline.host_t_s, values), [100 * v for v in values], label=vm)
+    ax.set_xlabel("tick (simulated seconds)")
+    _finish(ax, "% of resident pages", f"{title}: memory on a remote NUMA node")
+    return fig
+
+
+def _plot_tlb(plt: Any, timeline: Timeline, title: str) -> Any:
+    fig, ax = plt.subplots(figsize=(11, 4.5), constrained_layout=True)
+    ht = timeline.host_t_s
+    for vm, values in sorted(timeline.vm_tlb_shootdowns.items()):
+        ax.plot(_tail(ht, values), values, label=f"{vm} (sent)")
+    ax.plot(
+        ht, timeline.host_tlb_shootdowns, color="black", linewidth=1.5, label="all cores (received)"
+    )
+    ax.set_xlabel("tick (simulated seconds)")
+    _finish(ax, "shootdown IPIs (cumulative)", f"{title}: TLB shootdowns")
+    return fig

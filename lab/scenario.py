@@ -100,6 +100,16 @@ def _names(kinds: tuple[type, ...]) -> str:
 
 
 @dataclass(frozen=True)
+class ZoneSpec:
+    zone: str
+    """Zone name as the capture prints it (DMA, DMA32, Normal, ...)."""
+    total_pages: int
+    """Frames of the zone after scaling."""
+    buddyinfo_counts: tuple[int, ...]
+    """The zone's captured free blocks per order 0..10, whose shape seeds its free lists."""
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     node: int
     """NUMA node index."""
@@ -107,6 +117,8 @@ class NodeSpec:
     """Host frames on this node after scaling."""
     buddyinfo_counts: tuple[int, ...] | None
     """Captured free blocks per order 0..10 whose shape seeds the free lists, or None."""
+    zones: tuple[ZoneSpec, ...] = ()
+    """Zones taken from a capture (host.buddyinfo_nodes), low addresses first; () for one."""
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,50 @@ def read_distance_row(path: Path) -> tuple[int, ...]:
         return tuple(int(x) for x in _read(path).split())
     except ValueError as exc:
         raise ScenarioError(f"{path}: not a distance row: {exc}") from exc
+
+
+X86_ZONE_LIMIT_PAGES = {"DMA": 4096, "DMA32": 1 << 20}
+"""Where x86-64's DMA (16 MiB) and DMA32 (4 GiB) zones end, in frames from address 0."""
+
+
+def read_buddyinfo_node(path: Path, node: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Every zone of one node in a /proc/buddyinfo capture, as (zone, 11 counts), in order."""
+    zones = []
+    for line in _read(path).splitlines():
+        head, _, counts = line.partition("zone")
+        parts = counts.split()
+        if head.replace(",", " ").split()[1:2] == [str(node)] and parts:
+            zones.append((parts[0], read_buddyinfo_zone(path, node, parts[0])))
+    if not zones:
+        raise ScenarioError(f"{path}: no zones for node {node}")
+    return zones
+
+
+def capture_zone_sizes(names: list[str], node_pages: int, scale: float) -> list[int]:
+    """Scaled zone sizes for a node of `node_pages` scaled frames with the named zones.
+
+    Sizes follow x86-64's boundaries on the unscaled node, counted from
+    address 0 (true of node 0, which is the node that has DMA and DMA32 in
+    practice): DMA up to 16 MiB, DMA32 up to 4 GiB, and the other zones share
+    the rest equally. Each is then scaled like the node; the last zone takes
+    what rounding leaves.
+    """
+    unscaled = node_pages / scale
+    limited: dict[str, float] = {}
+    start = 0.0
+    for name in names:
+        if name in X86_ZONE_LIMIT_PAGES:
+            end = min(float(X86_ZONE_LIMIT_PAGES[name]), unscaled)
+            limited[name] = max(0.0, end - start)
+            start = max(start, end)
+    others = [n for n in names if n not in limited]
+    rest = max(0.0, unscaled - start) / max(1, len(others))
+    sizes = [limited.get(n, rest) for n in names]
+    scaled = [max(1, int(s * scale)) for s in sizes]
+    scaled[-1] = node_pages - sum(scaled[:-1])
+    if scaled[-1] < 1:
+        raise ScenarioError("host.buddyinfo_nodes: a node is too small for its captured zones")
+    return scaled
 
 
 def read_buddyinfo_zone(path: Path, node: int, zone: str) -> tuple[int, ...]:
@@ -422,8 +478,11 @@ def _parse_host(t: _Table, base: Path) -> HostSpec:
 
     buddy = t.get("buddyinfo", str, None)
     zones = t.get("buddyinfo_zones", list, None)
+    capture_nodes = t.get("buddyinfo_nodes", list, None)
+    if capture_nodes is not None and zones is not None:
+        raise ScenarioError("host.buddyinfo_nodes: give it or buddyinfo_zones, not both")
     counts: list[tuple[int, ...] | None] = [None] * len(totals)
-    if buddy is not None:
+    if buddy is not None and capture_nodes is None:
         if zones is None or len(zones) != len(totals):
             raise ScenarioError(
                 "host.buddyinfo_zones: give one [node, zone] of the capture per lab node"
@@ -435,6 +494,22 @@ def _parse_host(t: _Table, base: Path) -> HostSpec:
         sources.append(buddy)
     elif zones is not None:
         raise ScenarioError("host.buddyinfo_zones: given without host.buddyinfo")
+    node_zones: list[tuple[ZoneSpec, ...]] = [()] * len(totals)
+    if capture_nodes is not None:
+        if buddy is None or len(capture_nodes) != len(totals):
+            raise ScenarioError(
+                "host.buddyinfo_nodes: with host.buddyinfo, give one captured node per lab node"
+            )
+        for i, captured in enumerate(capture_nodes):
+            if isinstance(captured, bool) or not isinstance(captured, int):
+                raise ScenarioError(f"host.buddyinfo_nodes[{i}]: expected a node number")
+            found = read_buddyinfo_node(base / buddy, captured)
+            sizes = capture_zone_sizes([name for name, _ in found], totals[i], scale)
+            node_zones[i] = tuple(
+                ZoneSpec(name, size, zone_counts)
+                for (name, zone_counts), size in zip(found, sizes, strict=True)
+            )
+        sources.append(buddy)
 
     swap_t = t.table("swap")
     swap = SwapSpec(
@@ -445,7 +520,8 @@ def _parse_host(t: _Table, base: Path) -> HostSpec:
     swap_t.finish()
     t.finish()
     nodes = tuple(
-        NodeSpec(node=i, total_pages=n, buddyinfo_counts=counts[i]) for i, n in enumerate(totals)
+        NodeSpec(node=i, total_pages=n, buddyinfo_counts=counts[i], zones=node_zones[i])
+        for i, n in enumerate(totals)
     )
     return HostSpec(
         nodes=nodes, distances=rows, swap=swap, free_fraction=free_fraction, sources=tuple(sources)
