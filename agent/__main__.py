@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 from agent.api import SERVICE_NAME, AgentServicer
 from agent.collector import GrpcHostClient
 from agent.config import AgentConfig
+from agent.defrag_run import GrpcDefragHost
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
 from agent.state import AgentState
@@ -56,7 +57,8 @@ async def serve(config: AgentConfig, args: argparse.Namespace, stop: asyncio.Eve
     clock = LabClock(config.clock)
     async with grpc.aio.insecure_channel(config.hypervisor) as channel:
         host = GrpcHostClient(channel, config.operator_token)
-        loop = ControlLoop(host, state, metrics, clock)
+        defrag_host = GrpcDefragHost(channel, config.operator_token)
+        loop = ControlLoop(host, state, metrics, clock, defrag_host)
         loop.show()
         servicer = AgentServicer(
             state, host, loop, metrics, Authenticator({"operator": config.operator_token})

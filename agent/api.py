@@ -15,6 +15,7 @@ import structlog
 
 from agent.collector import HostApi, HostUnavailable, StaleGeneration, TargetRefused, VmNotFound
 from agent.control import Hold
+from agent.defrag import blocks_formed
 from agent.diagnosis import Diagnosis
 from agent.hugepages import tradeoff
 from agent.loop import ControlLoop
@@ -39,6 +40,9 @@ SERVICE_NAME = "balloon.v1.Agent"
 MAX_RECLAIM_WAIT_S = 120.0
 #: Ticks between polls of the host while a Reclaim waits.
 RECLAIM_POLL_S = 1.0
+#: Most 2 MiB blocks one Defragment may ask for: each costs up to 64 guest
+#: pages and a FindReclaimBlocks answer lists at most 16 candidates.
+MAX_DEFRAG_BLOCKS = 16
 
 
 class RequestRefused(Exception):
@@ -553,6 +557,97 @@ class AgentServicer:
             host_free_delta_pages=after.free_pages - before.free_pages,
             waited_s=waited_s,
             batch_pages=max(1, config.dead_band_pages),
+        )
+
+    async def Defragment(self, request: Any, context: Any) -> Any:
+        await self._authenticate(context, "Defragment")
+        try:
+            reply = await self._defragment(request)
+        except RequestRefused as refused:
+            await self._refuse(context, refused, "Defragment")
+        self._loop.show()
+        return reply
+
+    async def _defragment(self, request: Any) -> Any:
+        wanted = int(request.wanted_blocks) or 1
+        wait_s = float(request.wait_s)
+        if wanted > MAX_DEFRAG_BLOCKS:
+            raise RequestRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_argument",
+                f"wanted_blocks: at most {MAX_DEFRAG_BLOCKS} per call",
+            )
+        if not (math.isfinite(wait_s) and 0.0 <= wait_s <= MAX_RECLAIM_WAIT_S):
+            raise RequestRefused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_argument",
+                f"wait_s: must be between 0 and {MAX_RECLAIM_WAIT_S:g} ticks",
+            )
+        host = self._loop.defrag_host
+        if host is None:
+            raise RequestRefused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "failed_precondition",
+                "wanted_blocks: this agent has no Host API connection to defragment with",
+            )
+        try:
+            await self._loop.refresh()
+            outcome = await self._loop.defragment(wanted, "operator")
+            clock = self._loop.clock
+            start_s = clock.now_s()
+            while True:
+                after = await host.order9_free_blocks()
+                waited_s = clock.now_s() - start_s
+                formed = blocks_formed(outcome.order9_free_before, after)
+                if formed >= outcome.plan.blocks_expected or waited_s >= wait_s:
+                    break
+                await clock.sleep_s(min(RECLAIM_POLL_S, wait_s - waited_s))
+        except HostUnavailable as exc:
+            raise RequestRefused(
+                grpc.StatusCode.UNAVAILABLE,
+                "host_unreachable",
+                f"hypervisor: unreachable during the defrag ({exc})",
+            ) from exc
+        plan = outcome.plan
+        self._loop.count_blocks_formed(
+            formed,
+            "operator",
+            blocks_expected=plan.blocks_expected,
+            order9_free_before=outcome.order9_free_before,
+            order9_free_after=after,
+            waited_s=waited_s,
+        )
+        if not plan.blocks:
+            explanation = (
+                "no nearly free 2 MiB block can be cleared: every candidate holds more"
+                " used frames than allowed or a frame of a VM that cannot balloon it"
+            )
+        elif formed >= plan.blocks_expected:
+            explanation = f"{formed} free 2 MiB block(s) formed as planned"
+        else:
+            explanation = (
+                f"{formed} of {plan.blocks_expected} planned 2 MiB block(s) formed within"
+                f" {waited_s:g} ticks; the guests may still be ballooning the pages asked"
+            )
+        return agent_pb2.DefragmentReply(
+            wanted_blocks=wanted,
+            candidate_blocks=outcome.candidate_blocks,
+            block_first_hfns=list(plan.blocks),
+            asked_pages=plan.pages_asked,
+            expected_blocks=plan.blocks_expected,
+            order9_free_before=outcome.order9_free_before,
+            order9_free_after=after,
+            blocks_formed=formed,
+            vms=[
+                agent_pb2.DefragmentVm(
+                    vm_id=vm_id,
+                    asked_pages=len(gpfns),
+                    queued_pages=outcome.queued_pages_by_vm.get(vm_id, 0),
+                )
+                for vm_id, gpfns in plan.gpfns_by_vm.items()
+            ],
+            waited_s=waited_s,
+            explanation=explanation,
         )
 
     async def _wait_for_balloons(

@@ -5,8 +5,10 @@ the (vm_id, gpfn) behind each used frame. `plan_defrag` picks the blocks that
 cost fewest pages to clear, up to the huge pages wanted, and groups the
 gpfns per guest; `blocks_formed` reads the result from the buddy counts.
 
-agent/defrag_run.py sends the plan through Host.RequestBalloonPages. Not
-wired into the control loop or the Agent API yet (no Defragment rpc).
+agent/defrag_run.py sends the plan through Host.RequestBalloonPages; the
+Agent API's Defragment and the control loop's automatic trigger
+(`huge_blocks_wanted`: a 2 MiB-backed VM the policy deflates while no
+order-9 block is free) both call it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from typing import Any
 
 #: Frames in an order-9 block (2 MiB of 4 KiB pages).
 HUGE_BLOCK_PAGES = 512
+
+#: Backing the host reports for a VM on pinned 2 MiB pages.
+HUGE_BACKING = "2m"
 
 
 @dataclass(frozen=True)
@@ -92,3 +97,59 @@ def plan_defrag(
 def blocks_formed(order9_free_before: int, order9_free_after: int) -> int:
     """Order-9 (or larger, counted in order-9 units) blocks formed between two buddy reads."""
     return max(0, order9_free_after - order9_free_before)
+
+
+def huge_blocks_wanted(deflates: Sequence[tuple[str, int]], backing: Mapping[str, str]) -> int:
+    """2 MiB blocks the planned deflates of huge-page-backed VMs need.
+
+    `deflates` holds (vm_id, pages the balloon is to shrink by); a VM backed
+    by 2 MiB pages gets its memory back only in whole free order-9 blocks, so
+    each such deflate needs ceil(pages / 512) of them. Other VMs need none.
+    """
+    blocks = 0
+    for vm_id, pages in deflates:
+        if pages > 0 and backing.get(vm_id) == HUGE_BACKING:
+            blocks += -(-pages // HUGE_BLOCK_PAGES)
+    return blocks
+
+
+def movable_vms(vms: Sequence[tuple[str, bool, str]], pinned: set[str]) -> set[str]:
+    """VMs whose frames a defrag may ask for: (vm_id, driver attached, backing) each.
+
+    A VM without a driver cannot balloon, a huge-page-backed one balloons
+    only whole 2 MiB pages (it never blocks a nearly free block anyway), and
+    an operator-pinned one is left alone.
+    """
+    return {
+        vm_id
+        for vm_id, attached, backing in vms
+        if attached and backing != HUGE_BACKING and vm_id not in pinned
+    }
+
+
+@dataclass(frozen=True)
+class DefragWatch:
+    """A defragmenting reclaim whose blocks the control loop waits to see form."""
+
+    order9_free_before: int
+    """Free 2 MiB units on the host before the requests."""
+    blocks_expected: int
+    """Blocks that form if every guest complies."""
+    started_s: float
+    """Tick the requests were made."""
+
+
+def watch_outcome(
+    watch: DefragWatch, order9_free_now: int, now_s: float, limit_s: float
+) -> int | None:
+    """Blocks to report as formed once the watch ends; None while it goes on.
+
+    It ends when the expected blocks are there or `limit_s` ticks passed.
+    Known shortcoming: any 2 MiB block freed meanwhile (a deflate, a VM
+    going away) counts too, so the count is capped at what the defrag
+    expected, never more.
+    """
+    formed = blocks_formed(watch.order9_free_before, order9_free_now)
+    if formed >= watch.blocks_expected or now_s - watch.started_s >= limit_s:
+        return min(formed, watch.blocks_expected)
+    return None

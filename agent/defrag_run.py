@@ -8,9 +8,8 @@ blocks form only once the guests have ballooned the pages, so the caller
 reads `order9_free_blocks` again later and feeds both reads to
 `blocks_formed`.
 
-Known shortcoming: nothing calls this from the control loop or the Agent
-API yet (no Defragment rpc, no `balloonctl defrag`); it is reachable from
-Python and its unit test only.
+The Agent API's Defragment (balloonctl defrag) and the control loop's
+automatic trigger call it through `ControlLoop.defragment`.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
+from agent.collector import HostUnavailable
 from agent.defrag import HUGE_BLOCK_PAGES, BlockView, DefragPlan, blocks_from_proto, plan_defrag
 from balloon.v1 import host_pb2, host_pb2_grpc
 from balloon_common.auth import call_metadata
@@ -31,6 +31,16 @@ log = structlog.get_logger(__name__)
 
 HUGE_ORDER = 9
 """Buddy order of a 2 MiB block."""
+
+#: Statuses with which the host turns down one VM's request (the others still stand).
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
 
 class DefragHost(Protocol):
@@ -59,6 +69,8 @@ class DefragOutcome:
     """Pages each guest's driver was really asked for (already queued ones excluded)."""
     order9_free_before: int
     """Free 2 MiB blocks before the requests."""
+    candidate_blocks: int = 0
+    """Nearly free blocks the host listed."""
 
 
 def order9_from_buddyinfo(reply: Any) -> int:
@@ -96,37 +108,61 @@ async def defragment(
         order9_free_before=before,
         vms=len(queued),
     )
-    return DefragOutcome(plan=plan, queued_pages_by_vm=queued, order9_free_before=before)
+    return DefragOutcome(
+        plan=plan,
+        queued_pages_by_vm=queued,
+        order9_free_before=before,
+        candidate_blocks=len(blocks),
+    )
 
 
 class GrpcDefragHost:
-    """`DefragHost` over a grpc.aio channel with the operator token."""
+    """`DefragHost` over a grpc.aio channel with the operator token.
+
+    Every failed call raises HostUnavailable naming the rpc and its status:
+    the callers treat a defrag that could not reach the host as transient.
+    """
 
     def __init__(self, channel: grpc.aio.Channel, token: str, timeout_s: float = 5.0) -> None:
         self._stub: Any = host_pb2_grpc.HostStub(channel)
         self._metadata = call_metadata(token)
         self._timeout_s = timeout_s
 
+    async def _call(self, rpc: str, request: Any) -> Any:
+        try:
+            return await getattr(self._stub, rpc)(
+                request, metadata=self._metadata, timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise HostUnavailable(f"{rpc}: {exc.code().name}: {exc.details()}") from exc
+
     async def order9_free_blocks(self) -> int:
-        reply = await self._stub.GetBuddyInfo(
-            host_pb2.GetBuddyInfoRequest(), metadata=self._metadata, timeout=self._timeout_s
-        )
+        reply = await self._call("GetBuddyInfo", host_pb2.GetBuddyInfoRequest())
         return order9_from_buddyinfo(reply)
 
     async def find_reclaim_blocks(self, max_used_pages: int, max_blocks: int) -> list[BlockView]:
-        reply = await self._stub.FindReclaimBlocks(
+        reply = await self._call(
+            "FindReclaimBlocks",
             host_pb2.FindReclaimBlocksRequest(
                 max_used_pages=min(max_used_pages, HUGE_BLOCK_PAGES - 1), max_blocks=max_blocks
             ),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
         )
         return blocks_from_proto(reply)
 
     async def request_pages(self, vm_id: str, gpfns: tuple[int, ...], reason: str) -> int:
-        reply = await self._stub.RequestBalloonPages(
-            host_pb2.RequestBalloonPagesRequest(vm_id=vm_id, gpfns_le32=pack(gpfns), reason=reason),
-            metadata=self._metadata,
-            timeout=self._timeout_s,
+        request = host_pb2.RequestBalloonPagesRequest(
+            vm_id=vm_id, gpfns_le32=pack(gpfns), reason=reason
         )
+        try:
+            reply = await self._stub.RequestBalloonPages(
+                request, metadata=self._metadata, timeout=self._timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _REFUSALS:
+                raise HostUnavailable(
+                    f"RequestBalloonPages: {exc.code().name}: {exc.details()}"
+                ) from exc
+            # One guest refusing (driver gone, VM gone) leaves the others' requests standing.
+            log.info("defrag_request_refused", vm_id=vm_id, detail=exc.details())
+            return 0
         return int(reply.queued_pages)

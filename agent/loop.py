@@ -12,7 +12,9 @@ import structlog
 
 from agent.actuator import Actuation, apply_plan
 from agent.collector import HostApi, HostReplyInvalid, HostUnavailable
-from agent.control import diagnose_vms, harden, plan_migration
+from agent.control import Hold, diagnose_vms, harden, plan_migration
+from agent.defrag import DefragWatch, huge_blocks_wanted, movable_vms, watch_outcome
+from agent.defrag_run import DefragHost, DefragOutcome, defragment
 from agent.diagnosis import Diagnosis
 from agent.metrics import AgentMetrics
 from agent.migration import MigrationRequest
@@ -34,6 +36,13 @@ BACKOFF_MAX_S = 10.0
 #: quiet host does not write a line per VM per round.
 QUIET_REASONS = frozenset({Reason.STEADY, Reason.EXCLUDED})
 
+#: Most 2 MiB blocks one automatic defrag asks for: each costs up to
+#: `max_used_pages` guest pages, so a large shortfall is met over rounds.
+AUTO_DEFRAG_MAX_BLOCKS = 4
+#: Ticks the loop waits for an automatic defrag's blocks to form before it
+#: counts what formed and may start another: several rounds of inflation.
+DEFRAG_WATCH_S = 30.0
+
 
 def backoff_s(failures: int) -> float:
     """Delay after `failures` consecutive failed polls (failures >= 1)."""
@@ -44,13 +53,26 @@ class ControlLoop:
     """Owns the rounds; the Agent API shares its state and its `refresh`."""
 
     def __init__(
-        self, host: HostApi, state: AgentState, metrics: AgentMetrics, clock: Clock
+        self,
+        host: HostApi,
+        state: AgentState,
+        metrics: AgentMetrics,
+        clock: Clock,
+        defrag_host: DefragHost | None = None,
     ) -> None:
         self._host = host
         self._state = state
         self._metrics = metrics
         self._clock = clock
         self._failures = 0
+        self._defrag_host = defrag_host
+        self._defrag_watch: DefragWatch | None = None
+        self._defrag_quiet_until_s = -1.0
+
+    @property
+    def defrag_host(self) -> DefragHost | None:
+        """The Host API calls a defrag needs; None if this agent cannot defragment."""
+        return self._defrag_host
 
     @property
     def clock(self) -> Clock:
@@ -149,8 +171,108 @@ class ControlLoop:
             # Someone moved a target since the poll: read the host again so
             # that the API shows it and the next round starts from it.
             await self.refresh()
+        try:
+            await self._defrag_round(plan, snapshot)
+        except HostUnavailable as exc:
+            self._note_failure(exc)
+            raise
         self.show()
         return plan, actuation
+
+    async def defragment(self, wanted_blocks: int, trigger: str) -> DefragOutcome:
+        """Runs one defragmenting reclaim; logs, counts and holds the targets it raised.
+
+        Raises HostUnavailable. The caller must know `defrag_host` is set.
+        """
+        assert self._defrag_host is not None
+        state = self._state
+        snapshot = state.snapshot
+        vms = snapshot.vms if snapshot is not None else ()
+        movable = movable_vms(
+            [(vm.vm_id, vm.driver_attached and vm.balloon_capable, vm.backing) for vm in vms],
+            set(state.pins),
+        )
+        outcome = await defragment(self._defrag_host, wanted_blocks, movable)
+        self._metrics.defrag_runs.labels(trigger=trigger).inc()
+        self._metrics.defrag_requested.inc(sum(outcome.queued_pages_by_vm.values()))
+        asked = [vm_id for vm_id, pages in outcome.queued_pages_by_vm.items() if pages > 0]
+        if asked:
+            # The host raised these targets; hold them so the policy does not
+            # deflate the freed frames straight back before the blocks form.
+            after = await self.refresh()
+            for vm_id in asked:
+                vm = after.vm(vm_id)
+                if vm is None:
+                    continue
+                state.holds[vm_id] = Hold(
+                    target_pages=vm.target_pages, until_s=after.now_s + state.config.reclaim_hold_s
+                )
+                self.record_decision(
+                    state.plan,
+                    {
+                        "vm_id": vm_id,
+                        "reason": Reason.DEFRAG.value,
+                        "trigger": trigger,
+                        "new_target_pages": vm.target_pages,
+                        "actual_pages": vm.actual_pages,
+                        "defrag_pages": outcome.queued_pages_by_vm[vm_id],
+                        "blocks_expected": outcome.plan.blocks_expected,
+                    },
+                )
+        return outcome
+
+    def count_blocks_formed(self, blocks: int, trigger: str, **fields: object) -> None:
+        """Counts and logs the 2 MiB blocks one defrag was seen to form."""
+        self._metrics.defrag_blocks_formed.inc(blocks)
+        log.info("defrag_blocks_formed", trigger=trigger, blocks_formed=blocks, **fields)
+
+    async def _defrag_round(self, plan: Plan, snapshot: HostSnapshot) -> None:
+        """Watches the last automatic defrag, or starts one for huge-page-backed VMs.
+
+        A VM on 2 MiB pages gets memory back only in free order-9 blocks;
+        when the plan deflates such VMs and fewer blocks are free than they
+        need, the loop asks for the frames that block nearly free ones.
+        """
+        host = self._defrag_host
+        if host is None:
+            return
+        watch = self._defrag_watch
+        if watch is not None:
+            free_now = await host.order9_free_blocks()
+            formed = watch_outcome(watch, free_now, snapshot.now_s, DEFRAG_WATCH_S)
+            if formed is None:
+                return
+            self._defrag_watch = None
+            self.count_blocks_formed(
+                formed,
+                "huge_page",
+                blocks_expected=watch.blocks_expected,
+                order9_free_before=watch.order9_free_before,
+                order9_free_after=free_now,
+            )
+        backing = {vm.vm_id: vm.backing for vm in snapshot.vms}
+        deflates = [
+            (d.vm_id, d.actual_pages - d.new_target_pages)
+            for d in plan.decisions
+            if d.new_target_pages < d.actual_pages
+        ]
+        wanted = huge_blocks_wanted(deflates, backing)
+        if wanted <= 0 or snapshot.now_s < self._defrag_quiet_until_s:
+            return
+        free_now = await host.order9_free_blocks()
+        if free_now >= wanted:
+            return
+        outcome = await self.defragment(min(AUTO_DEFRAG_MAX_BLOCKS, wanted - free_now), "huge_page")
+        if outcome.plan.blocks_expected > 0:
+            self._defrag_watch = DefragWatch(
+                order9_free_before=outcome.order9_free_before,
+                blocks_expected=outcome.plan.blocks_expected,
+                started_s=snapshot.now_s,
+            )
+        else:
+            # No block can be cleared now; asking again every round would
+            # only repeat the same search.
+            self._defrag_quiet_until_s = snapshot.now_s + DEFRAG_WATCH_S
 
     def _record_escalations(self, escalations: dict[str, Escalation]) -> None:
         """Logs and counts each escalation (a stalled balloon) once per round."""

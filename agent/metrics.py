@@ -131,6 +131,19 @@ class AgentMetrics:
             "balloonlab_agent_reclaim_reached_pages",
             "Pages the balloons had really reached when a Reclaim replied.",
         )
+        self.defrag_runs = counter(
+            "balloonlab_agent_defrag_runs",
+            "Defragmenting reclaims started, by trigger (operator or huge_page).",
+            ("trigger",),
+        )
+        self.defrag_requested = counter(
+            "balloonlab_agent_defrag_requested_pages",
+            "Pages defragmenting reclaims newly asked the guests to balloon.",
+        )
+        self.defrag_blocks_formed = counter(
+            "balloonlab_agent_defrag_blocks_formed",
+            "Free 2 MiB host blocks seen to form after a defragmenting reclaim.",
+        )
         self._vms: set[str] = set()
         self._migrating: set[str] = set()
         self._nodes: set[str] = set()

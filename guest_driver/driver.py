@@ -19,12 +19,13 @@ import structlog
 
 from balloon_common.pfns import MAX_BATCH_PFNS
 
-from .free_pages import FreePageReporter
+from .free_pages import REPORTING_ORDER, FreePageReporter, hint_chunks
 from .memory import OOM_NR_PAGES, FrameState, Gpfns, GuestMemory, RequestedTake
 from .metrics import GuestMetrics
 from .transport import (
     AttachInfo,
     Feature,
+    FreePageHinter,
     HostRefused,
     HostTransport,
     HostUnreachable,
@@ -47,6 +48,10 @@ RATE_BURST_S = 1.0
 """The rate limiter saves up at most this many tick-seconds of allowance."""
 MAX_REQUEST_REPORT_PFNS = 4096
 """Most pages in one ReportRequestOutcome call (the host's request limit)."""
+HINT_CMD_ID_DONE = 1
+"""free_page_hint_cmd_id: the host has used the hints (0 is STOP; 2 and up a command)."""
+HINT_CMD_ID_FIRST = 2
+"""Smallest id of a hint command to answer."""
 FREE_REPORT_INTERVAL_S = 2.0
 """Ticks between free page reports (PAGE_REPORTING), as Linux's 2 s reporting delay."""
 
@@ -177,6 +182,9 @@ class BalloonDriver:
         self._reporter = FreePageReporter(memory.config.guest_pages)
         self._free_report_due_s = 0.0
         self._free_report_refusal_logged = False
+        self._hint_cmd_answered = 0
+        self._hint_cmd_pending: int | None = None
+        self._hint_refusal_logged = False
 
     @property
     def attached(self) -> bool:
@@ -265,6 +273,7 @@ class BalloonDriver:
                 requested_pages=len(target.requested_gpfns),
                 hinted_pages=len(target.hint_gpfns),
             )
+        self._note_hint_command(target.free_page_hint_cmd_id)
         if changed:
             # The host sends the hints it wants now with every target; none means none.
             self._memory.set_hints(np.asarray(target.hint_gpfns, dtype=np.int64))
@@ -520,6 +529,48 @@ class BalloonDriver:
         self._reporter.reported(heads)
         self._metrics.free_reports.labels(self._vm_id, "ok").inc()
         self._metrics.free_reported_pages.labels(self._vm_id).inc(pages)
+        return pages
+
+    # ------------------------------------------------------ free page hinting
+
+    def _note_hint_command(self, cmd_id: int) -> None:
+        """A new command (2 and up) is answered once, on the next tick; STOP cancels it."""
+        if cmd_id >= HINT_CMD_ID_FIRST and cmd_id != self._hint_cmd_answered:
+            self._hint_cmd_pending = cmd_id
+        elif cmd_id < HINT_CMD_ID_FIRST:
+            self._hint_cmd_pending = None
+            if cmd_id == HINT_CMD_ID_DONE and self._hint_cmd_answered:
+                self._log.debug("guest_free_page_hint_done", cmd_id=self._hint_cmd_answered)
+
+    async def answer_free_page_hint(self) -> int:
+        """Answers a pending FREE_PAGE_HINT command with every wholly free pageblock.
+
+        Returns the pages hinted. Nothing is discarded: the pages stay free and usable.
+        Known shortcoming: Linux takes the hinted blocks off its free lists until the host
+        reports DONE; this guest keeps using them, and the host drops a hint on first touch.
+        """
+        cmd_id = self._hint_cmd_pending
+        if cmd_id is None or not self.attached or Feature.FREE_PAGE_HINT not in self.accepted:
+            return 0
+        if not isinstance(self._transport, FreePageHinter):
+            return 0
+        self._hint_cmd_pending = None
+        self._hint_cmd_answered = cmd_id
+        free = np.zeros(self._memory.config.guest_pages, dtype=np.bool_)
+        free[self._memory.frames_in(FrameState.FREE)] = True
+        try:
+            pages = await self._transport.hint_free(cmd_id, hint_chunks(free), REPORTING_ORDER)
+        except TransportError as exc:
+            self._metrics.free_hint_rounds.labels(self._vm_id, "failed").inc()
+            if not isinstance(exc, HostRefused):
+                self._lost(exc, "hint_free")
+            elif not self._hint_refusal_logged:
+                self._hint_refusal_logged = True
+                self._log.warning("guest_free_page_hint_refused", code=exc.code, error=str(exc))
+            return 0
+        self._metrics.free_hint_rounds.labels(self._vm_id, "ok").inc()
+        self._metrics.free_hinted_pages.labels(self._vm_id).inc(pages)
+        self._log.info("guest_free_pages_hinted", cmd_id=cmd_id, hinted_pages=pages)
         return pages
 
     @property

@@ -44,3 +44,21 @@ class FreePageReporter:
     @property
     def reported_blocks(self) -> int:
         return int(np.count_nonzero(self._reported))
+
+
+def hint_chunks(
+    free: npt.NDArray[np.bool_], order: int = REPORTING_ORDER
+) -> list[npt.NDArray[np.int64]]:
+    """FREE_PAGE_HINT: heads of every wholly free 2^order block, in hint-sized chunks.
+
+    Unlike reporting, a hint round names every free block, reported before or not: the
+    host starts each round with an empty set. `free` holds one flag per guest page.
+    """
+    size = 1 << order
+    blocks = free.size >> order
+    whole = free[: blocks * size].reshape(blocks, size).all(axis=1)
+    heads = np.flatnonzero(whole).astype(np.int64) << order
+    return [
+        heads[start : start + MAX_BLOCKS_PER_REPORT]
+        for start in range(0, heads.size, MAX_BLOCKS_PER_REPORT)
+    ]

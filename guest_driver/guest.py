@@ -85,6 +85,7 @@ class Guest:
             await self.driver.balance(now_s)
             await self.driver.report_stats_if_due(now_s)
             await self.driver.report_free_if_due(now_s)
+            await self.driver.answer_free_page_hint()
         self._metrics.observe_memory(self.memory)
 
     async def _handle_oom(self, wanted: int, shortfall: int) -> None:

@@ -66,6 +66,18 @@ class GuestMetrics:
             ["vm", "outcome"],
             registry=registry,
         )
+        self.free_hint_rounds = Counter(
+            "guest_free_page_hint_rounds",
+            "Free page hint commands (FREE_PAGE_HINT) answered, by outcome.",
+            ["vm", "outcome"],
+            registry=registry,
+        )
+        self.free_hinted_pages = Counter(
+            "guest_free_page_hinted_pages",
+            "Pages in free blocks hinted to the host.",
+            ["vm"],
+            registry=registry,
+        )
         self.free_reported_pages = Counter(
             "guest_free_page_reported_pages",
             "Pages in free pageblocks reported to the host.",

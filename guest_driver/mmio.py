@@ -25,6 +25,7 @@ import numpy.typing as npt
 from hypervisor_mock.device_model.virtio import (
     CONFIG_SPACE_OFFSET,
     DEVICE_ID_BALLOON,
+    HINT_CMD_ID_STOP,
     MAGIC_VALUE,
     MMIO_VERSION,
     BalloonConfig,
@@ -178,16 +179,24 @@ class MmioTransport:
         self._queues[kind] = (index, queue)
 
     async def _read_target(self) -> Target:
-        """num_pages read consistently (ConfigGeneration unchanged around it)."""
+        """num_pages (and free_page_hint_cmd_id when negotiated) read consistently:
+        ConfigGeneration unchanged around them."""
+        cmd_id = 0
         while True:
             before = await self._bus.read(Reg.CONFIG_GENERATION)
             num_pages = await self._bus.read(CONFIG_SPACE_OFFSET + BalloonConfig.NUM_PAGES)
+            if QueueKind.FREE_PAGE_HINT in self._queues:
+                cmd_id = await self._bus.read(
+                    CONFIG_SPACE_OFFSET + BalloonConfig.FREE_PAGE_HINT_CMD_ID
+                )
             if await self._bus.read(Reg.CONFIG_GENERATION) == before:
                 break
         if num_pages != self._num_pages:
             self._num_pages = num_pages
             self._generation += 1
-        return Target(target_pages=num_pages, generation=self._generation)
+        return Target(
+            target_pages=num_pages, generation=self._generation, free_page_hint_cmd_id=cmd_id
+        )
 
     async def _write_actual(self, pages: int) -> None:
         await self._bus.write(CONFIG_SPACE_OFFSET + BalloonConfig.ACTUAL, pages)
@@ -203,7 +212,9 @@ class MmioTransport:
             self._completed.notify_all()
         return status
 
-    async def _send(self, kind: QueueKind, payload: bytes) -> None:
+    async def _send(
+        self, kind: QueueKind, payload: bytes, *, device_writable: bool = False
+    ) -> None:
         """Puts one buffer on `kind`'s queue, kicks, and waits until the device returned it."""
         if kind not in self._queues:
             raise HostRefused("FAILED_PRECONDITION", f"{kind.value} queue was not negotiated")
@@ -215,7 +226,7 @@ class MmioTransport:
             return head in done
 
         async with self._lock:
-            head = queue.add(payload)
+            head = queue.add(payload, device_writable=device_writable)
             await self._bus.write(Reg.QUEUE_NOTIFY, index)
             # The device model returns the buffer before the notify exit completes, so this
             # rarely waits; when it does, the interrupt handler in watch_target wakes it.
@@ -245,6 +256,19 @@ class MmioTransport:
         """
         await self._send(QueueKind.REPORTING, np.asarray(heads, dtype="<u4").tobytes())
         return len(heads) << order
+
+    async def hint_free(self, cmd_id: int, chunks: list[Gpfns], order: int) -> int:
+        """One hint round on the hint queue: the cmd_id word, the chunks, the STOP word.
+
+        Each chunk goes as a device-writable buffer of le32 block heads (see the device's
+        notes: Linux hands over the free blocks themselves); the device takes order 9.
+        """
+        await self._send(QueueKind.FREE_PAGE_HINT, int(cmd_id).to_bytes(4, "little"))
+        for heads in chunks:
+            payload = np.asarray(heads, dtype="<u4").tobytes()
+            await self._send(QueueKind.FREE_PAGE_HINT, payload, device_writable=True)
+        await self._send(QueueKind.FREE_PAGE_HINT, HINT_CMD_ID_STOP.to_bytes(4, "little"))
+        return sum(len(heads) for heads in chunks) << order
 
     async def report_stats(self, stats: MemoryStats, sampled_at_s: float) -> float:
         await self._send(QueueKind.STATS, stats_entries(stats))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 
@@ -65,6 +66,7 @@ async def serve(
     server, grpc_address, health = await start_grpc_server(
         args.listen, lambda s: add_servicers(s, shell) + add_mmio_servicers(s, shell, router)
     )
+    hints = asyncio.ensure_future(shell.run_free_page_hints())
     try:
         metrics, metrics_address = await start_metrics_server(registry, args.metrics_listen)
         try:
@@ -82,6 +84,9 @@ async def serve(
             metrics.close()
             await metrics.wait_closed()
     finally:
+        hints.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hints
         router.close()
         await shell.close()
         await stop_grpc_server(server, health)

@@ -1054,6 +1054,8 @@ class Host:
         """
         vm = self._vm(vm_id)
         pages, _ = self._checked(vm, gpfns, "gpfns_le32", MAX_ACCESS_BATCH_PFNS)
+        if vm.hinted is not None:
+            vm.hinted[pages] = False  # a free page hint ends when the guest uses the page
         batch = np.asarray(gpfns, dtype=np.int64).reshape(-1)
         _, first_seen = np.unique(batch, return_index=True)
         vcpus = len(vm.cores)
@@ -1497,6 +1499,7 @@ class Host:
         )
 
     def pagetypeinfo_text(self) -> str:
+        """/proc/pagetypeinfo; migrate types are seeded or derived, see zone_snapshots."""
         zones = self.zone_snapshots()
         return format_pagetypeinfo(
             [(z.node, z.zone, z.free_blocks_by_type) for z in zones],

@@ -270,9 +270,11 @@ class DeviceModelServicer(mmio_pb2_grpc.DeviceModelServicer):  # type: ignore[mi
 
         async def watch(vm_id: str) -> None:
             async for target in shell.watch(vm_id):
+                message = target_message(target)
+                message.free_page_hint_cmd_id = shell.host.free_page_hint_cmd_id(vm_id)
                 outgoing.put_nowait(
                     mmio_pb2.HypervisorMessage(
-                        target=mmio_pb2.TargetChange(vm_id=vm_id, target=target_message(target))
+                        target=mmio_pb2.TargetChange(vm_id=vm_id, target=message)
                     )
                 )
 
@@ -321,7 +323,8 @@ class DeviceModelServicer(mmio_pb2_grpc.DeviceModelServicer):  # type: ignore[mi
                     actual_pages=result.actual_pages,
                     reclaimed_frames=result.reclaimed_frames,
                 )
-                log.info(
+                # Per batch, so DEBUG (as on the hypercall path); the call counters count it.
+                log.debug(
                     "balloon_inflated" if inflate else "balloon_deflated",
                     vm=vm_id,
                     path="mmio",
@@ -330,7 +333,11 @@ class DeviceModelServicer(mmio_pb2_grpc.DeviceModelServicer):  # type: ignore[mi
                     actual_pages=result.actual_pages,
                     reclaimed_frames=result.reclaimed_frames,
                 )
-            elif op in (mmio_pb2.HOST_OP_REPORT_FREE, mmio_pb2.HOST_OP_HINT_FREE):
+            elif op in (
+                mmio_pb2.HOST_OP_REPORT_FREE,
+                mmio_pb2.HOST_OP_HINT_FREE,
+                mmio_pb2.HOST_OP_HINT_STOP,
+            ):
                 try:
                     freed = free_pages(
                         shell,
@@ -340,10 +347,13 @@ class DeviceModelServicer(mmio_pb2_grpc.DeviceModelServicer):  # type: ignore[mi
                         request.order,
                         request.cmd_id,
                         report=op == mmio_pb2.HOST_OP_REPORT_FREE,
+                        stop=op == mmio_pb2.HOST_OP_HINT_STOP,
                     )
                 except Refused as exc:
                     await context.abort(exc.code, str(exc))
                     raise AssertionError("unreachable") from exc  # abort raises
+                if op == mmio_pb2.HOST_OP_HINT_STOP:
+                    await shell.target_changed(vm_id)  # DONE goes to the device model
                 reply = mmio_pb2.HostCallReply(
                     accepted_pages=freed.accepted_pages, reclaimed_frames=freed.reclaimed_frames
                 )

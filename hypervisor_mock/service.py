@@ -68,6 +68,8 @@ STATUS_OF: dict[type[errors.HostError], grpc.StatusCode] = {
     errors.BadFreeBlock: grpc.StatusCode.INVALID_ARGUMENT,
 }
 """gRPC status of each core refusal."""
+FREE_PAGE_HINT_INTERVAL_S = 10.0
+"""Ticks between two free page hint commands to each VM that negotiated FREE_PAGE_HINT."""
 DEFAULT_RECLAIM_MAX_USED_PAGES = 64
 DEFAULT_RECLAIM_MAX_BLOCKS = 16
 MAX_RECLAIM_BLOCKS = 1024
@@ -262,6 +264,7 @@ class HypervisorShell:
     def stream_target(self, vm_id: str, target: BalloonTarget) -> types_pb2.BalloonTarget:
         """A WatchTarget message: the target, the outstanding requested pages and the hints."""
         message = target_message(target)
+        message.free_page_hint_cmd_id = self.host.free_page_hint_cmd_id(vm_id)
         pending = self.requests.pending(vm_id)
         if pending.gpfns.size:
             message.requested_pfns_le32 = pack(pending.gpfns)
@@ -308,22 +311,50 @@ class HypervisorShell:
         async with condition:
             condition.notify_all()
 
+    def _watched(self, vm_id: str) -> tuple[BalloonTarget, int]:
+        return self.host.target(vm_id), self.host.free_page_hint_cmd_id(vm_id)
+
     async def watch(self, vm_id: str) -> AsyncIterator[BalloonTarget]:
-        """The current target, then each change, until close()."""
+        """The current target, then each change of it or of the free page hint command,
+        until close(). Callers read the hint command from the host as they send."""
         condition = self._condition(vm_id)
-        last: BalloonTarget | None = None
+        last: tuple[BalloonTarget, int] | None = None
         while not self._closing:
-            current = self.host.target(vm_id)
+            current = self._watched(vm_id)
             if current != last:
                 last = current
-                yield current
+                yield current[0]
             seen = current
 
-            def moved(seen: BalloonTarget = seen) -> bool:
-                return self._closing or self.host.target(vm_id) != seen
+            def moved(seen: tuple[BalloonTarget, int] = seen) -> bool:
+                return self._closing or self._watched(vm_id) != seen
 
             async with condition:
                 await condition.wait_for(moved)
+
+    async def start_free_page_hints(self) -> list[str]:
+        """Issues a new hint command to every attached VM that negotiated FREE_PAGE_HINT
+        (a command left unanswered is superseded); returns those VMs."""
+        asked = []
+        for vm_id in self.host.vm_ids:
+            try:
+                cmd_id = self.host.start_free_page_hint(vm_id)
+            except errors.HostError:
+                continue  # not attached, no balloon, or the feature was not negotiated
+            asked.append(vm_id)
+            log.debug("free_page_hint_requested", vm=vm_id, cmd_id=cmd_id)
+            await self.target_changed(vm_id)
+        return asked
+
+    async def run_free_page_hints(self, interval_s: float = FREE_PAGE_HINT_INTERVAL_S) -> None:
+        """Starts a hint round every `interval_s` ticks, until cancelled.
+
+        Known shortcoming: the rounds are periodic, not tied to a host event; a real
+        hypervisor asks for hints when a migration (or a swap-out pass) begins.
+        """
+        while True:
+            await self.clock.sleep_s(interval_s)
+            await self.start_free_page_hints()
 
     async def close(self) -> None:
         """Ends every WatchTarget stream, so the server can stop within its grace."""
@@ -340,20 +371,29 @@ def free_pages(
     order: int,
     cmd_id: int,
     report: bool,
+    stop: bool = False,
 ) -> FreeReportResult:
     """A free page report (or hint) on either path: decoded, applied and logged.
 
+    A hint with `stop` ends its command after its blocks (which may be none); the
+    caller then announces the DONE that follows (`target_changed`).
     Raises Refused (counted and logged) when the blocks or the VM's features do not allow it.
     """
     heads = shell.batch_pfns(api, raw, "pfns_le32", MAX_FREE_BLOCKS)
     try:
         if report:
             result = shell.host.report_free(vm_id, heads, order)
-        else:
+        elif heads.size or not stop:
             result = shell.host.hint_free(vm_id, heads, order, cmd_id)
+        else:
+            result = FreeReportResult(accepted_pages=0, reclaimed_frames=0)
+        if stop and not report:
+            round_pages = shell.host.stop_free_page_hint(vm_id, cmd_id)
+            log.info("free_page_hint_done", vm=vm_id, api=api, cmd_id=cmd_id, pages=round_pages)
     except errors.HostError as exc:
         raise shell.error_refusal(api, exc) from exc
-    log.info(
+    # A report is periodic and small; hints come in bursts of batches, so per batch is DEBUG.
+    (log.info if report else log.debug)(
         "free_pages_reported" if report else "free_pages_hinted",
         vm=vm_id,
         api=api,
@@ -501,12 +541,21 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
         vm_id = await shell.vm_principal(context, self.API)
         try:
             result = free_pages(
-                shell, self.API, vm_id, request.pfns_le32, request.order, request.cmd_id, report
+                shell,
+                self.API,
+                vm_id,
+                request.pfns_le32,
+                request.order,
+                request.cmd_id,
+                report,
+                stop=request.stop,
             )
         except Refused as exc:
             await context.abort(exc.code, str(exc))
             raise AssertionError("unreachable") from exc  # abort raises
         shell.counted(self.API, "ReportFreePages" if report else "HintFreePages")
+        if request.stop and not report:
+            await shell.target_changed(vm_id)  # the command is DONE: tell the driver
         return hypercall_pb2.FreePagesReply(
             accepted_pages=result.accepted_pages, reclaimed_frames=result.reclaimed_frames
         )
@@ -777,6 +826,8 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
                         )
                         for kind, counts in z.free_blocks_by_type.items()
                     ],
+                    managed_pages=z.managed_pages,
+                    spanned_pages=z.spanned_pages,
                 )
                 for z in zones
             ],

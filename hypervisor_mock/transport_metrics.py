@@ -103,11 +103,25 @@ class FeatureCollector(Collector):
             "FREE_PAGE_HINT: pages the guest hinted free in its latest hint command",
             labels=["vm"],
         )
+        rounds = CounterMetricFamily(
+            "balloonlab_vm_free_page_hint_rounds",
+            "FREE_PAGE_HINT: hint commands the guest finished (its STOP arrived)",
+            labels=["vm"],
+        )
+        hinted_total = CounterMetricFamily(
+            "balloonlab_vm_free_page_hint_pages",
+            "FREE_PAGE_HINT: pages the guest hinted free, over all commands",
+            labels=["vm"],
+        )
         for vm_id in self._host.vm_ids:
             state = self._host.free_page_state(vm_id)
             poison.add_metric([vm_id], state.poison_val)
             reported.add_metric([vm_id], state.reported_pages_total)
             hinted.add_metric([vm_id], state.hinted_pages)
+            rounds.add_metric([vm_id], state.hint_rounds_total)
+            hinted_total.add_metric([vm_id], state.hinted_pages_total)
         yield poison
         yield reported
         yield hinted
+        yield rounds
+        yield hinted_total

@@ -180,6 +180,9 @@ async def run_lab(
                         console.print(
                             f"[yellow]fault at tick {fired_at_s:.0f}: {fault.label}: {result}[/]"
                         )
+                        if fault.action == "kill":
+                            # The rest wait for the restart at the top of the loop.
+                            break
                     await asyncio.sleep(
                         min(POLL_WALL_S, max(0.0, (sc.duration_s - lab.now_s()) / sc.speed))
                     )

@@ -169,6 +169,18 @@ class OperatorClient:
             raise LabClientError(describe_rpc_error(exc, "agent")) from exc
         return reply
 
+    async def defragment(self, wanted_blocks: int, wait_s: float) -> agent_pb2.DefragmentReply:
+        """Form `wanted_blocks` free 2 MiB host blocks, waiting up to `wait_s` ticks for them."""
+        try:
+            reply: agent_pb2.DefragmentReply = await self._agent_stub().Defragment(
+                agent_pb2.DefragmentRequest(wanted_blocks=wanted_blocks, wait_s=wait_s),
+                metadata=self._metadata,
+                timeout=CALL_TIMEOUT_S + RECLAIM_WAIT_WALL_S_PER_TICK * wait_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        return reply
+
     async def diagnose(self, vm_id: str = "") -> agent_pb2.DiagnoseReply:
         try:
             reply: agent_pb2.DiagnoseReply = await self._agent_stub().Diagnose(

@@ -311,7 +311,9 @@ def capture_zone_sizes(names: list[str], node_pages: int, scale: float) -> list[
     scaled = [max(1, int(s * scale)) for s in sizes]
     scaled[-1] = node_pages - sum(scaled[:-1])
     if scaled[-1] < 1:
-        raise ScenarioError("host.buddyinfo_nodes: a node is too small for its captured zones")
+        raise ScenarioError(
+            f"host.buddyinfo_nodes: a node of {node_pages} frames leaves no room for {names[-1]}"
+        )
     return scaled
 
 
@@ -408,9 +410,7 @@ def _parse_fault(f: _Table, duration_s: float, guests: list[GuestSpec]) -> Fault
     if action == "kill":
         process = str(f.get("process", str))
         if process not in KILL_PROCESSES:
-            raise ScenarioError(
-                f"{f._where}.process: expected 'agent' or 'guest', got {process!r}"
-            )
+            raise ScenarioError(f"{f._where}.process: expected 'agent' or 'guest', got {process!r}")
         signal = str(f.get("signal", str, "KILL"))
         if signal not in KILL_SIGNALS:
             raise ScenarioError(f"{f._where}.signal: expected 'KILL' or 'TERM', got {signal!r}")

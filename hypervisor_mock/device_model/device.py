@@ -12,10 +12,17 @@ The page reporting queue carries le32 first PFNs of free pageblocks (order
 9): guest memory is not in the shared window, so a buffer names the blocks
 rather than holding their addresses as Linux's does.
 
-Known shortcoming: the free page hint queue is numbered and can be set up,
-but its buffers are returned unprocessed (counted as `unsupported`) and
-free_page_hint_cmd_id never leaves 0: the cmd_id protocol is not built on
-this path yet (the hypercall path hints through HintFreePages).
+Free page hinting follows the specification's cmd_id protocol. The host
+asks for a round by giving the device a new free_page_hint_cmd_id (2 and
+up; `set_free_page_hint_cmd_id`), which raises the config-change interrupt.
+The driver answers on the hint queue: a device-readable 4-byte buffer
+holding that cmd_id, then device-writable buffers naming free blocks, then
+a 4-byte buffer holding STOP (0). The device takes hints only while the
+command it last announced is running; a buffer for any other command is
+returned unprocessed (counted as `unsupported`). When the host has used the
+hints it sets the value to DONE (1). As on the reporting queue, a hint
+buffer names its blocks by le32 first PFN (order 9) because guest memory is
+not in the shared window; in Linux the buffers are the free blocks themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from .virtio import (
     CONFIG_SPACE_BYTES,
     CONFIG_SPACE_OFFSET,
     DEVICE_ID_BALLOON,
+    HINT_CMD_BYTES,
+    HINT_CMD_ID_FIRST,
+    HINT_CMD_ID_STOP,
     MAGIC_VALUE,
     MMIO_VERSION,
     PFNS_PER_BUFFER_MAX,
@@ -71,6 +81,10 @@ class PageWork:
     """Descriptor index to return in the used ring."""
     gpfns: npt.NDArray[np.int64]
     """Guest page frame numbers, each inside the VM."""
+    cmd_id: int = 0
+    """FREE_PAGE_HINT only: the hint command the blocks (or the STOP) belong to."""
+    stop: bool = False
+    """FREE_PAGE_HINT only: the driver's STOP for `cmd_id`; `gpfns` is empty."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,7 @@ class Effects:
     refusals: list[Refusal] = field(default_factory=list)
     """Buffers refused; their heads are already back in the used ring."""
     unsupported: int = 0
-    """Buffers of the hint or reporting queue returned unprocessed."""
+    """Buffers returned unprocessed (a hint buffer for a command that is not running)."""
     interrupt: bool = False
     """InterruptStatus gained a bit: raise the interrupt line."""
     poison_val: int | None = None
@@ -139,6 +153,8 @@ class BalloonDevice:
         self._window = window
         self._guest_pages = guest_pages
         self.num_pages = 0
+        self.free_page_hint_cmd_id = HINT_CMD_ID_STOP
+        """Set by the host, like num_pages; a reset of the driver does not change it."""
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -148,7 +164,8 @@ class BalloonDevice:
         self.config_generation = getattr(self, "config_generation", 0)
         self.actual_pages = 0
         self.poison_val = 0
-        self.free_page_hint_cmd_id = 0
+        self._hint_running: int | None = None
+        """The command whose cmd_id buffer arrived and whose STOP has not."""
         self._device_features_sel = 0
         self._driver_features_sel = 0
         self._queue_sel = 0
@@ -333,6 +350,14 @@ class BalloonDevice:
                     values = self._stats(queue, head)
                     regs.held_stats_head = head
                     effects.work.append(StatsWork(index, head, values))
+                elif kind is QueueKind.FREE_PAGE_HINT:
+                    work, taken = self._hint(queue, index, head)
+                    if work is not None:
+                        effects.work.append(work)
+                    else:
+                        queue.push_used(head, 0)
+                        effects.unsupported += int(not taken)
+                        effects.interrupt |= self._raise(Interrupt.USED_BUFFER)
                 else:
                     queue.push_used(head, 0)
                     effects.unsupported += 1
@@ -343,11 +368,40 @@ class BalloonDevice:
                     queue.push_used(head, 0)
                     effects.interrupt |= self._raise(Interrupt.USED_BUFFER)
 
-    def _pfns(self, queue: DeviceQueue, head: int) -> npt.NDArray[np.int64]:
+    def _hint(self, queue: DeviceQueue, index: int, head: int) -> tuple[PageWork | None, bool]:
+        """A hint-queue buffer: a command word, or free blocks of the running command.
+
+        Returns the work for the host (None when the buffer goes straight back) and whether
+        the buffer was taken: False for anything naming a command that is not running.
+        """
+        chain = queue.chain(head)
+        if not any(s.device_writable for s in chain):
+            raw = b"".join(queue.read(s) for s in chain)
+            if len(raw) != HINT_CMD_BYTES:
+                raise BadLength(f"a hint command buffer holds one le32, not {len(raw)} bytes")
+            cmd_id = int.from_bytes(raw, "little")
+            if cmd_id == HINT_CMD_ID_STOP and self._hint_running is not None:
+                running, self._hint_running = self._hint_running, None
+                stop = np.zeros(0, dtype=np.int64)
+                return PageWork(QueueKind.FREE_PAGE_HINT, index, head, stop, running, True), True
+            if cmd_id >= HINT_CMD_ID_FIRST and cmd_id == self.free_page_hint_cmd_id:
+                self._hint_running = cmd_id
+                return None, True
+            return None, False
+        if self._hint_running is None:
+            return None, False
+        gpfns = self._pfns(queue, head, writable=True)
+        return PageWork(QueueKind.FREE_PAGE_HINT, index, head, gpfns, self._hint_running), True
+
+    def _pfns(
+        self, queue: DeviceQueue, head: int, *, writable: bool = False
+    ) -> npt.NDArray[np.int64]:
         parts = []
         for segment in queue.chain(head):
-            if segment.device_writable:
-                raise UnsupportedFlags("a page buffer must be device-readable")
+            if segment.device_writable != writable:
+                raise UnsupportedFlags(
+                    f"a page buffer must be device-{'writable' if writable else 'readable'}"
+                )
             if segment.length_bytes % 4:
                 raise BadLength(f"buffer of {segment.length_bytes} bytes is not whole le32 PFNs")
             parts.append(np.frombuffer(queue.read(segment), dtype="<u4").astype(np.int64))
@@ -388,6 +442,22 @@ class BalloonDevice:
         self.num_pages = num_pages
         self.config_generation = (self.config_generation + 1) & 0xFFFF_FFFF
         return self._raise(Interrupt.CONFIG_CHANGE) if self.live else False
+
+    def set_free_page_hint_cmd_id(self, cmd_id: int) -> bool:
+        """The host asks for a hint round (2 and up), stops one (STOP) or reports DONE.
+
+        True if a config-change interrupt should be raised. A running command that is
+        not the new value ends: its later buffers go back unprocessed.
+        """
+        cmd_id &= 0xFFFF_FFFF
+        if cmd_id == self.free_page_hint_cmd_id:
+            return False
+        self.free_page_hint_cmd_id = cmd_id
+        if self._hint_running is not None and cmd_id != self._hint_running:
+            self._hint_running = None
+        self.config_generation = (self.config_generation + 1) & 0xFFFF_FFFF
+        live = self.live and bool(self.negotiated & Feature.FREE_PAGE_HINT)
+        return self._raise(Interrupt.CONFIG_CHANGE) if live else False
 
     def _raise(self, bit: Interrupt) -> bool:
         self.interrupt_status |= bit

@@ -50,6 +50,14 @@ class HostPort(Protocol):
         """Gives every page of the VM's balloon back (the driver reset the device)."""
         ...
 
+    async def hint_free(self, vm_id: str, heads: npt.NDArray[np.int64], cmd_id: int) -> None:
+        """FREE_PAGE_HINT: the blocks starting at `heads` (order 9) are free during `cmd_id`."""
+        ...
+
+    async def hint_stop(self, vm_id: str, cmd_id: int) -> None:
+        """FREE_PAGE_HINT: the driver's STOP for `cmd_id`; the host then reports DONE."""
+        ...
+
 
 class Counters(Protocol):
     """Where DeviceVm counts what it did; the shell backs it with Prometheus."""
@@ -111,6 +119,12 @@ class DeviceVm:
                     ok = await self._call(
                         self._host.report_free(self.vm_id, work.gpfns), "report_free"
                     )
+                elif work.kind is QueueKind.FREE_PAGE_HINT and work.stop:
+                    ok = await self._call(self._host.hint_stop(self.vm_id, work.cmd_id), "hint")
+                elif work.kind is QueueKind.FREE_PAGE_HINT:
+                    ok = await self._call(
+                        self._host.hint_free(self.vm_id, work.gpfns, work.cmd_id), "hint"
+                    )
                 else:
                     # Deflate on OOM cannot be told apart on this path; the host sees a deflate.
                     ok = await self._call(
@@ -138,6 +152,10 @@ class DeviceVm:
             self._logged_reasons.add(reason)
             log.warning("mmio_refused", vm=self.vm_id, reason=reason, detail=message)
 
-    def target_changed(self, target_pages: int) -> bool:
-        """The host's target moved; True if the guest should get a config-change interrupt."""
-        return self.device.set_num_pages(target_pages)
+    def target_changed(self, target_pages: int, free_page_hint_cmd_id: int | None = None) -> bool:
+        """The host's target (or hint command) moved; True if the guest should get a
+        config-change interrupt."""
+        raised = self.device.set_num_pages(target_pages)
+        if free_page_hint_cmd_id is not None:
+            raised |= self.device.set_free_page_hint_cmd_id(free_page_hint_cmd_id)
+        return raised

@@ -30,6 +30,7 @@ from hypervisor_mock.mmio_core import STAT_TAG_FIELDS
 from .device import BalloonDevice
 from .runner import DeviceVm, HostCallFailed
 from .shared import open_shared_window
+from .virtio import HINT_ORDER
 
 log = structlog.get_logger(__name__)
 
@@ -183,6 +184,22 @@ class GrpcHostPort:
     async def reset(self, vm_id: str) -> None:
         await self._call(mmio_pb2.HostCallRequest(vm_id=vm_id, op=mmio_pb2.HOST_OP_RESET))
 
+    async def hint_free(self, vm_id: str, heads: npt.NDArray[np.int64], cmd_id: int) -> None:
+        await self._call(
+            mmio_pb2.HostCallRequest(
+                vm_id=vm_id,
+                op=mmio_pb2.HOST_OP_HINT_FREE,
+                pfns_le32=pack(heads),
+                order=HINT_ORDER,
+                cmd_id=cmd_id,
+            )
+        )
+
+    async def hint_stop(self, vm_id: str, cmd_id: int) -> None:
+        await self._call(
+            mmio_pb2.HostCallRequest(vm_id=vm_id, op=mmio_pb2.HOST_OP_HINT_STOP, cmd_id=cmd_id)
+        )
+
     async def report_free(self, vm_id: str, heads: npt.NDArray[np.int64]) -> None:
         await self._call(
             mmio_pb2.HostCallRequest(
@@ -232,7 +249,7 @@ async def _handle(
                 )
             )
         elif message.WhichOneof("kind") == "target" and device.target_changed(
-            message.target.target.target_pages
+            message.target.target.target_pages, message.target.target.free_page_hint_cmd_id
         ):
             outbox.put_nowait(
                 mmio_pb2.DeviceModelMessage(interrupt=mmio_pb2.RaiseInterrupt(vm_id=device.vm_id))

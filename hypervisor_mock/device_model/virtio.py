@@ -67,6 +67,16 @@ class BalloonConfig(enum.IntEnum):
 
 CONFIG_SPACE_BYTES = 16
 """Size of the balloon's config space."""
+HINT_CMD_ID_STOP = 0
+"""free_page_hint_cmd_id: no round runs; as a hint buffer, the driver's end of a round."""
+HINT_CMD_ID_DONE = 1
+"""free_page_hint_cmd_id: the device has used the hints; the driver may reuse the pages."""
+HINT_CMD_ID_FIRST = 2
+"""Smallest id of a real hint command."""
+HINT_CMD_BYTES = 4
+"""A hint command buffer: one le32 cmd_id."""
+HINT_ORDER = 9
+"""Order of the free blocks a hint buffer names (a pageblock, as reporting uses)."""
 
 
 class Status(enum.IntFlag):

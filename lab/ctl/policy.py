@@ -1,4 +1,4 @@
-"""rmax, reclaim, diagnose, hugepages and migration: the agent's cross-layer policies."""
+"""rmax, reclaim, diagnose, hugepages, defrag and migration: the agent's cross-layer policies."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     sub.add_parser(
         "migration", parents=[common], help="the migration the agent asks for, if any"
     ).set_defaults(handler=migration)
+    df = sub.add_parser(
+        "defrag", parents=[common], help="form free 2 MiB host blocks by targeted ballooning"
+    )
+    df.add_argument(
+        "--blocks", type=non_negative_int, default=1, help="free 2 MiB blocks wanted (1..16)"
+    )
+    df.add_argument(
+        "--wait-s", type=float, default=30.0, help="ticks to wait for the blocks (0..120)"
+    )
+    df.set_defaults(handler=defrag)
 
 
 def _ratio(value: float) -> str:
@@ -172,4 +182,25 @@ async def migration(args: argparse.Namespace, ctx: Ctx) -> int:
         f"move {m.vm_id} ({m.reason}): {m.explanation}; frees {m.frees_bytes / MIB:,.0f} MiB,"
         f" shortfall {m.shortfall_bytes / MIB:,.0f} MiB, cost {m.cost:.4g}"
     )
+    return 0
+
+
+async def defrag(args: argparse.Namespace, ctx: Ctx) -> int:
+    reply = await ctx.client.defragment(args.blocks, args.wait_s)
+    if args.json:
+        ctx.emit_json(to_dict(reply))
+        return 0
+    ctx.out.print(
+        f"wanted {reply.wanted_blocks} block(s); {reply.candidate_blocks} nearly free, chose"
+        f" {len(reply.block_first_hfns)}, asked {reply.asked_pages} pages; free 2 MiB blocks"
+        f" {reply.order9_free_before} -> {reply.order9_free_after} after {reply.waited_s:g}"
+        f" ticks: {reply.blocks_formed} formed"
+    )
+    ctx.out.print(reply.explanation)
+    table = Table(box=None, padding=(0, 2))
+    for col in ("vm", "asked pages", "queued pages"):
+        table.add_column(col, justify="left" if col == "vm" else "right")
+    for vm in reply.vms:
+        table.add_row(vm.vm_id, str(vm.asked_pages), str(vm.queued_pages))
+    ctx.out.print(table)
     return 0

@@ -25,6 +25,9 @@ SCENARIOS = ROOT / "lab" / "scenarios"
 SHIPPED = sorted(p.name for p in SCENARIOS.glob("*.toml") if p.name != "smoke.toml")
 TICKS = 20
 SPEED = 4
+FAULT_SLACK_TICKS = 12
+"""Ticks after a scenario's last fault that the run goes on: a fault fires at the
+first poll after its tick, and a restart holds up the polls that follow."""
 
 
 def test_the_library_has_the_scenarios_the_issue_lists() -> None:
@@ -44,9 +47,11 @@ def test_the_library_has_the_scenarios_the_issue_lists() -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_scenario_runs_briefly_with_a_report(tmp_path: Path, name: str) -> None:
-    """The scenario runs TICKS ticks, every process stops with code 0, and the report holds
-    summary.json naming every guest and every plot as a PNG."""
+    """The scenario runs TICKS ticks (longer when its faults need it), every process stops
+    with code 0, every fault fired and was carried out, and the report holds summary.json
+    naming every guest and every plot as a PNG."""
     sc = scenario_mod.load(SCENARIOS / name)
+    ticks = max([TICKS] + [f.at_s + FAULT_SLACK_TICKS for f in sc.faults])
     out_dir = tmp_path / "report"
     started = time.monotonic()
     out = subprocess.run(
@@ -61,7 +66,7 @@ def test_shipped_scenario_runs_briefly_with_a_report(tmp_path: Path, name: str) 
             "--state-dir",
             str(tmp_path / "state"),
             "--duration-s",
-            str(TICKS),
+            str(ticks),
             "--speed",
             str(SPEED),
             "--no-live",
@@ -76,11 +81,11 @@ def test_shipped_scenario_runs_briefly_with_a_report(tmp_path: Path, name: str) 
 
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert summary["clean_stop"] is True, summary["exit_codes"]
-    assert summary["ticks"] >= TICKS
+    assert summary["ticks"] >= ticks
     assert set(summary["vms"]) == {g.vm_id for g in sc.guests}
     assert summary["plots"] == list(report.PLOTS)
     for plot in summary["plots"]:
         assert (out_dir / plot).read_bytes()[:4] == b"\x89PNG", plot
-    fired = [f for f in summary.get("faults", []) if f["fired_at_s"] is not None]
-    due = [f for f in sc.faults if f.at_s <= TICKS]
-    assert len(fired) >= len(due), summary.get("faults")
+    for fault in summary.get("faults", []):
+        assert fault["fired_at_s"] is not None, fault
+        assert not fault["result"].startswith("refused"), fault

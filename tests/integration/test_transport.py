@@ -188,6 +188,28 @@ async def test_both_paths_negotiate_the_same_six_bits_and_report_free_blocks(
     assert all(n % 512 == 0 for n in counts.values())
 
 
+async def test_both_paths_deliver_a_free_page_hint_round(lab: Lab) -> None:
+    """The hypervisor's periodic hint command reaches both guests (WatchTarget on one,
+    config space and a config interrupt on the other); each answers with its free blocks
+    and a STOP, so the host counts at least one finished round and hinted pages per VM."""
+    assert lab.endpoints is not None
+
+    async def rounds() -> dict[str, tuple[float, float]] | None:
+        metrics = scrape(lab.endpoints.hypervisor_metrics)  # type: ignore[union-attr]
+        out = {
+            vm: (
+                metrics.get(("balloonlab_vm_free_page_hint_rounds_total", (("vm", vm),)), 0),
+                metrics.get(("balloonlab_vm_free_page_hint_pages_total", (("vm", vm),)), 0),
+            )
+            for vm in PAIR
+        }
+        return out if all(r >= 1 for r, _ in out.values()) else None
+
+    counts = await poll_until(rounds, "a finished free page hint round from both guests")
+
+    assert all(pages > 0 and pages % 512 == 0 for _, pages in counts.values())
+
+
 async def test_stats_arrive_over_both_paths(client: OperatorClient) -> None:
     """The host holds statistics from both guests: the stats virtqueue and ReportStats
     carry the same fields."""

@@ -325,3 +325,47 @@ class HugePagesReply(_message.Message):
     curve: _containers.RepeatedCompositeFieldContainer[HugePagePoint]
     backing: str
     def __init__(self, vm_id: _Optional[str] = ..., tlb_miss_cost_per_s: _Optional[float] = ..., reclaim_flex_value_per_s: _Optional[float] = ..., balanced_fraction: _Optional[float] = ..., price_per_fraction_per_s: _Optional[float] = ..., price_per_gib_per_s: _Optional[float] = ..., net_gain_per_s: _Optional[float] = ..., current_fraction: _Optional[float] = ..., current_net_gain_per_s: _Optional[float] = ..., curve: _Optional[_Iterable[_Union[HugePagePoint, _Mapping]]] = ..., backing: _Optional[str] = ...) -> None: ...
+
+class DefragmentRequest(_message.Message):
+    __slots__ = ("wanted_blocks", "wait_s")
+    WANTED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    wanted_blocks: int
+    wait_s: float
+    def __init__(self, wanted_blocks: _Optional[int] = ..., wait_s: _Optional[float] = ...) -> None: ...
+
+class DefragmentVm(_message.Message):
+    __slots__ = ("vm_id", "asked_pages", "queued_pages")
+    VM_ID_FIELD_NUMBER: _ClassVar[int]
+    ASKED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    vm_id: str
+    asked_pages: int
+    queued_pages: int
+    def __init__(self, vm_id: _Optional[str] = ..., asked_pages: _Optional[int] = ..., queued_pages: _Optional[int] = ...) -> None: ...
+
+class DefragmentReply(_message.Message):
+    __slots__ = ("wanted_blocks", "candidate_blocks", "block_first_hfns", "asked_pages", "expected_blocks", "order9_free_before", "order9_free_after", "blocks_formed", "vms", "waited_s", "explanation")
+    WANTED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIRST_HFNS_FIELD_NUMBER: _ClassVar[int]
+    ASKED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    ORDER9_FREE_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ORDER9_FREE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FORMED_FIELD_NUMBER: _ClassVar[int]
+    VMS_FIELD_NUMBER: _ClassVar[int]
+    WAITED_S_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    wanted_blocks: int
+    candidate_blocks: int
+    block_first_hfns: _containers.RepeatedScalarFieldContainer[int]
+    asked_pages: int
+    expected_blocks: int
+    order9_free_before: int
+    order9_free_after: int
+    blocks_formed: int
+    vms: _containers.RepeatedCompositeFieldContainer[DefragmentVm]
+    waited_s: float
+    explanation: str
+    def __init__(self, wanted_blocks: _Optional[int] = ..., candidate_blocks: _Optional[int] = ..., block_first_hfns: _Optional[_Iterable[int]] = ..., asked_pages: _Optional[int] = ..., expected_blocks: _Optional[int] = ..., order9_free_before: _Optional[int] = ..., order9_free_after: _Optional[int] = ..., blocks_formed: _Optional[int] = ..., vms: _Optional[_Iterable[_Union[DefragmentVm, _Mapping]]] = ..., waited_s: _Optional[float] = ..., explanation: _Optional[str] = ...) -> None: ...

@@ -69,6 +69,11 @@ class AgentStub:
                 request_serializer=balloon_dot_v1_dot_agent__pb2.HugePagesRequest.SerializeToString,
                 response_deserializer=balloon_dot_v1_dot_agent__pb2.HugePagesReply.FromString,
                 _registered_method=True)
+        self.Defragment = channel.unary_unary(
+                '/balloon.v1.Agent/Defragment',
+                request_serializer=balloon_dot_v1_dot_agent__pb2.DefragmentRequest.SerializeToString,
+                response_deserializer=balloon_dot_v1_dot_agent__pb2.DefragmentReply.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -122,6 +127,15 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Defragment(self, request, context):
+        """Forms free 2 MiB host blocks: asks the guests owning the few used frames
+        of nearly free blocks to balloon exactly those pages, then reads the
+        host's buddy free lists again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +173,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.HugePages,
                     request_deserializer=balloon_dot_v1_dot_agent__pb2.HugePagesRequest.FromString,
                     response_serializer=balloon_dot_v1_dot_agent__pb2.HugePagesReply.SerializeToString,
+            ),
+            'Defragment': grpc.unary_unary_rpc_method_handler(
+                    servicer.Defragment,
+                    request_deserializer=balloon_dot_v1_dot_agent__pb2.DefragmentRequest.FromString,
+                    response_serializer=balloon_dot_v1_dot_agent__pb2.DefragmentReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +369,33 @@ class Agent:
             '/balloon.v1.Agent/HugePages',
             balloon_dot_v1_dot_agent__pb2.HugePagesRequest.SerializeToString,
             balloon_dot_v1_dot_agent__pb2.HugePagesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Defragment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/balloon.v1.Agent/Defragment',
+            balloon_dot_v1_dot_agent__pb2.DefragmentRequest.SerializeToString,
+            balloon_dot_v1_dot_agent__pb2.DefragmentReply.FromString,
             options,
             channel_credentials,
             insecure,

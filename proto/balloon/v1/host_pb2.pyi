@@ -230,7 +230,7 @@ class MigrateTypeFree(_message.Message):
     def __init__(self, migrate_type: _Optional[str] = ..., free_blocks: _Optional[_Iterable[int]] = ..., pageblocks: _Optional[int] = ...) -> None: ...
 
 class ZoneState(_message.Message):
-    __slots__ = ("node", "zone", "base_hfn", "total_pages", "free_pages", "min_pages", "low_pages", "high_pages", "free_blocks", "unusable_index_milli", "migrate_types")
+    __slots__ = ("node", "zone", "base_hfn", "total_pages", "free_pages", "min_pages", "low_pages", "high_pages", "free_blocks", "unusable_index_milli", "migrate_types", "managed_pages", "spanned_pages")
     NODE_FIELD_NUMBER: _ClassVar[int]
     ZONE_FIELD_NUMBER: _ClassVar[int]
     BASE_HFN_FIELD_NUMBER: _ClassVar[int]
@@ -242,6 +242,8 @@ class ZoneState(_message.Message):
     FREE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     UNUSABLE_INDEX_MILLI_FIELD_NUMBER: _ClassVar[int]
     MIGRATE_TYPES_FIELD_NUMBER: _ClassVar[int]
+    MANAGED_PAGES_FIELD_NUMBER: _ClassVar[int]
+    SPANNED_PAGES_FIELD_NUMBER: _ClassVar[int]
     node: int
     zone: str
     base_hfn: int
@@ -253,7 +255,9 @@ class ZoneState(_message.Message):
     free_blocks: _containers.RepeatedScalarFieldContainer[int]
     unusable_index_milli: _containers.RepeatedScalarFieldContainer[int]
     migrate_types: _containers.RepeatedCompositeFieldContainer[MigrateTypeFree]
-    def __init__(self, node: _Optional[int] = ..., zone: _Optional[str] = ..., base_hfn: _Optional[int] = ..., total_pages: _Optional[int] = ..., free_pages: _Optional[int] = ..., min_pages: _Optional[int] = ..., low_pages: _Optional[int] = ..., high_pages: _Optional[int] = ..., free_blocks: _Optional[_Iterable[int]] = ..., unusable_index_milli: _Optional[_Iterable[int]] = ..., migrate_types: _Optional[_Iterable[_Union[MigrateTypeFree, _Mapping]]] = ...) -> None: ...
+    managed_pages: int
+    spanned_pages: int
+    def __init__(self, node: _Optional[int] = ..., zone: _Optional[str] = ..., base_hfn: _Optional[int] = ..., total_pages: _Optional[int] = ..., free_pages: _Optional[int] = ..., min_pages: _Optional[int] = ..., low_pages: _Optional[int] = ..., high_pages: _Optional[int] = ..., free_blocks: _Optional[_Iterable[int]] = ..., unusable_index_milli: _Optional[_Iterable[int]] = ..., migrate_types: _Optional[_Iterable[_Union[MigrateTypeFree, _Mapping]]] = ..., managed_pages: _Optional[int] = ..., spanned_pages: _Optional[int] = ...) -> None: ...
 
 class ZoneInfo(_message.Message):
     __slots__ = ("zones", "zoneinfo_text", "pagetypeinfo_text", "unusable_index_text")

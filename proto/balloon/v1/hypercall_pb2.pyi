@@ -95,14 +95,16 @@ class WatchTargetRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class FreePages(_message.Message):
-    __slots__ = ("pfns_le32", "order", "cmd_id")
+    __slots__ = ("pfns_le32", "order", "cmd_id", "stop")
     PFNS_LE32_FIELD_NUMBER: _ClassVar[int]
     ORDER_FIELD_NUMBER: _ClassVar[int]
     CMD_ID_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
     pfns_le32: bytes
     order: int
     cmd_id: int
-    def __init__(self, pfns_le32: _Optional[bytes] = ..., order: _Optional[int] = ..., cmd_id: _Optional[int] = ...) -> None: ...
+    stop: bool
+    def __init__(self, pfns_le32: _Optional[bytes] = ..., order: _Optional[int] = ..., cmd_id: _Optional[int] = ..., stop: _Optional[bool] = ...) -> None: ...
 
 class FreePagesReply(_message.Message):
     __slots__ = ("accepted_pages", "reclaimed_frames")

@@ -142,7 +142,9 @@ class HypercallServicer:
 
     def HintFreePages(self, request, context):
         """FREE_PAGE_HINT: blocks free in the guest while hint command `cmd_id` runs.
-        The host only learns of them; nothing is discarded.
+        The host only learns of them; nothing is discarded. The command arrives as
+        BalloonTarget.free_page_hint_cmd_id on WatchTarget; the driver answers with
+        one or more calls, the last with `stop` set (its blocks may be empty).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

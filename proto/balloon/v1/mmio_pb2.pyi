@@ -18,6 +18,7 @@ class HostOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HOST_OP_RESET: _ClassVar[HostOp]
     HOST_OP_REPORT_FREE: _ClassVar[HostOp]
     HOST_OP_HINT_FREE: _ClassVar[HostOp]
+    HOST_OP_HINT_STOP: _ClassVar[HostOp]
 HOST_OP_UNSPECIFIED: HostOp
 HOST_OP_ATTACH: HostOp
 HOST_OP_DISCARD: HostOp
@@ -26,6 +27,7 @@ HOST_OP_STATS: HostOp
 HOST_OP_RESET: HostOp
 HOST_OP_REPORT_FREE: HostOp
 HOST_OP_HINT_FREE: HostOp
+HOST_OP_HINT_STOP: HostOp
 
 class MmioAccess(_message.Message):
     __slots__ = ("offset", "write", "value")

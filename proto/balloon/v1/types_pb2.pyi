@@ -100,15 +100,17 @@ class GuestStats(_message.Message):
     def __init__(self, swap_in_pages: _Optional[int] = ..., swap_out_pages: _Optional[int] = ..., major_faults_total: _Optional[int] = ..., minor_faults_total: _Optional[int] = ..., free_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., available_bytes: _Optional[int] = ..., caches_bytes: _Optional[int] = ..., hugetlb_allocations_total: _Optional[int] = ..., hugetlb_failures_total: _Optional[int] = ..., oom_kills_total: _Optional[int] = ..., alloc_stalls_total: _Optional[int] = ..., async_scans_pages: _Optional[int] = ..., direct_scans_pages: _Optional[int] = ..., async_reclaims_pages: _Optional[int] = ..., direct_reclaims_pages: _Optional[int] = ..., working_set_bytes: _Optional[int] = ..., sampled_at_s: _Optional[float] = ..., hinted_skips_pages: _Optional[int] = ..., pointless_evictions_pages: _Optional[int] = ...) -> None: ...
 
 class BalloonTarget(_message.Message):
-    __slots__ = ("target_pages", "generation", "requested_pfns_le32", "request_id", "hint_pfns_le32")
+    __slots__ = ("target_pages", "generation", "requested_pfns_le32", "request_id", "hint_pfns_le32", "free_page_hint_cmd_id")
     TARGET_PAGES_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     REQUESTED_PFNS_LE32_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     HINT_PFNS_LE32_FIELD_NUMBER: _ClassVar[int]
+    FREE_PAGE_HINT_CMD_ID_FIELD_NUMBER: _ClassVar[int]
     target_pages: int
     generation: int
     requested_pfns_le32: bytes
     request_id: int
     hint_pfns_le32: bytes
-    def __init__(self, target_pages: _Optional[int] = ..., generation: _Optional[int] = ..., requested_pfns_le32: _Optional[bytes] = ..., request_id: _Optional[int] = ..., hint_pfns_le32: _Optional[bytes] = ...) -> None: ...
+    free_page_hint_cmd_id: int
+    def __init__(self, target_pages: _Optional[int] = ..., generation: _Optional[int] = ..., requested_pfns_le32: _Optional[bytes] = ..., request_id: _Optional[int] = ..., hint_pfns_le32: _Optional[bytes] = ..., free_page_hint_cmd_id: _Optional[int] = ...) -> None: ...

@@ -49,6 +49,18 @@ class CoreHostPort:
         except errors.HostError as exc:
             raise HostCallFailed(exc.reason, str(exc)) from exc
 
+    async def hint_free(self, vm_id: str, heads: npt.NDArray[np.int64], cmd_id: int) -> None:
+        try:
+            self.host.hint_free(vm_id, heads, REPORTING_ORDER, cmd_id)
+        except errors.HostError as exc:
+            raise HostCallFailed(exc.reason, str(exc)) from exc
+
+    async def hint_stop(self, vm_id: str, cmd_id: int) -> None:
+        try:
+            self.host.stop_free_page_hint(vm_id, cmd_id)
+        except errors.HostError as exc:
+            raise HostCallFailed(exc.reason, str(exc)) from exc
+
     async def inflate(self, vm_id: str, gpfns: npt.NDArray[np.int64]) -> None:
         try:
             mmio_core.discard(self.host, vm_id, gpfns)

@@ -120,17 +120,3 @@ def test_deflate_takes_highest_gpfns_first_among_plain_pages() -> None:
     picked = memory.deflate(3)
 
     assert picked.tolist() == sorted(inflated.tolist())[-3:]
-
-
-def test_released_request_mark_does_not_outlive_the_page() -> None:
-    """A requested page deflated and ballooned again without a request is no longer held back."""
-    memory = cached_guest(guest_pages=64)
-    wanted = memory.frames_in(FrameState.CACHE)[:2]
-    memory.set_requested(wanted)
-    memory.inflate(2)
-    memory.release_balloon(memory.deflate(2))
-    memory.inflate(memory.count(FrameState.FREE))
-
-    picked = memory.deflate(memory.balloon_pages)
-
-    assert set(wanted.tolist()) <= set(picked.tolist())

@@ -23,10 +23,13 @@ from hypervisor_mock.capture import (
 from hypervisor_mock.config import parse_host
 from hypervisor_mock.host import Host
 from hypervisor_mock.zones import parse_unusable_index, unusable_index_milli
+from lab import scenario
+from lab.launcher import DEVICE_MODEL, build_configs
 
 DATA = Path(__file__).resolve().parents[3] / "lab" / "data" / "linux-proc"
 JC = DATA / "jc-vmware-4g"
 EIGHT_NODE = DATA / "linux-mm-2016-8node"
+SCENARIOS = Path(__file__).resolve().parents[3] / "lab" / "scenarios"
 
 
 def jc_texts() -> tuple[str, str, str]:
@@ -286,3 +289,75 @@ def test_bad_capture_seeds_are_refused_naming_the_key(change: Any, named: str) -
         parse_host(raw)
 
     assert named in str(caught.value)
+
+
+# ----- scenarios: a node's zones from a capture
+
+
+def _hypervisor_config(path: Path) -> dict[str, Any]:
+    sc = scenario.load(path)
+    tokens = {g.vm_id: f"token-{g.vm_id}" for g in sc.guests}
+    tokens.update({name: f"token-{name}" for name in ("agent", "operator", DEVICE_MODEL)})
+    return build_configs(sc, tokens, 0.0)["hypervisor"]
+
+
+def test_the_fragmented_scenario_builds_every_captured_zone_with_its_shape() -> None:
+    """fragmented.toml: each lab node has the capture node's zones; orders empty there stay empty.
+
+    fit seeding scales the counts, so only the shape can be compared: no
+    zone gets a free block of an order the capture had none of, and most
+    free memory sits in blocks below order 3, as in the capture.
+    """
+    captured = parse_buddyinfo(
+        (DATA / "kvm-host-2012-over-eager-swapping" / "buddyinfo").read_text()
+    )
+
+    host = Host(parse_host(_hypervisor_config(SCENARIOS / "fragmented.toml")))
+
+    seeded = host.buddyinfo()
+    assert [(z.node, z.zone) for z in seeded] == [(z.node, z.zone) for z in captured]
+    for ours, theirs in zip(seeded, captured, strict=True):
+        assert all(
+            c == 0 for c, t in zip(ours.free_blocks, theirs.free_blocks, strict=True) if t == 0
+        )
+    normal = [z for z in host.zone_snapshots() if z.zone != "DMA"]
+    assert all(z.unusable_index_milli[3] > 500 for z in normal)
+    host.check_invariants()
+
+
+@pytest.mark.parametrize(
+    ("host_lines", "message"),
+    [
+        pytest.param(
+            'buddyinfo_nodes = [1, 2]\nbuddyinfo_zones = [[0, "Normal"], [1, "Normal"]]',
+            "not both",
+            id="both-keys",
+        ),
+        pytest.param("buddyinfo_nodes = [1]", "one captured node per lab node", id="too-few"),
+        pytest.param('buddyinfo_nodes = [1, "2"]', "buddyinfo_nodes[1]", id="not-a-number"),
+        pytest.param("buddyinfo_nodes = [1, 7]", "no zones for node 7", id="not-captured"),
+    ],
+)
+def test_bad_buddyinfo_nodes_are_refused_naming_the_key(
+    tmp_path: Path, host_lines: str, message: str
+) -> None:
+    """Each mistake in host.buddyinfo_nodes is refused with a message naming it."""
+    capture = DATA / "kvm-host-2012-over-eager-swapping" / "buddyinfo"
+    path = tmp_path / "s.toml"
+    path.write_text(
+        f'[lab]\nduration_s = 10\n[host]\nnode_mib = [64, 64]\nbuddyinfo = "{capture}"\n'
+        f'{host_lines}\n[[guest]]\nvm_id = "a"\nmemory_mib = 32\nworking_set_fraction = 0.5\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(scenario.ScenarioError) as caught:
+        scenario.load(path)
+
+    assert message in str(caught.value)
+
+
+def test_captured_zone_sizes_follow_x86_64_limits_then_scale() -> None:
+    """DMA is the first 16 MiB and DMA32 runs to 4 GiB before scaling; Normal takes the rest."""
+    sizes = scenario.capture_zone_sizes(["DMA", "DMA32", "Normal"], 1 << 18, 1 / 16)
+
+    assert sizes == [4096 // 16, ((1 << 20) - 4096) // 16, (1 << 18) - (1 << 20) // 16]

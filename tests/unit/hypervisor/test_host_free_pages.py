@@ -9,6 +9,9 @@ from hypervisor_mock.host import (
     FEATURE_FREE_PAGE_HINT,
     FEATURE_PAGE_POISON,
     FEATURE_PAGE_REPORTING,
+    HINT_CMD_ID_DONE,
+    HINT_CMD_ID_FIRST,
+    HINT_CMD_ID_STOP,
     SUPPORTED_FEATURES,
 )
 
@@ -116,23 +119,112 @@ def test_unnegotiated_features_are_refused(features: int, call: str) -> None:
         if call == "report":
             host.report_free("vm1", [0], 9)
         else:
-            host.hint_free("vm1", [0], 9, 1)
+            host.hint_free("vm1", [0], 9, HINT_CMD_ID_FIRST)
 
 
 def test_hints_are_kept_per_command_and_discard_nothing() -> None:
-    """Hinted pages are remembered under their cmd_id; a new cmd_id starts afresh; frames stay."""
+    """Hinted pages are remembered under the running command; the next command starts
+    afresh; no frame is discarded."""
     host = reporting_host()
     host.touch("vm1", range(0, 512))
 
-    host.hint_free("vm1", [0, 512], 9, 7)
+    first_cmd = host.start_free_page_hint("vm1")
+    host.hint_free("vm1", [0, 512], 9, first_cmd)
     first = host.free_page_state("vm1")
-    host.hint_free("vm1", [1024], 9, 8)
+    second_cmd = host.start_free_page_hint("vm1")
+    host.hint_free("vm1", [1024], 9, second_cmd)
     second = host.free_page_state("vm1")
 
-    assert (first.hint_cmd_id, first.hinted_pages) == (7, 1024)
-    assert (second.hint_cmd_id, second.hinted_pages) == (8, 512)
+    assert (first_cmd, second_cmd) == (HINT_CMD_ID_FIRST, HINT_CMD_ID_FIRST + 1)
+    assert (first.hint_cmd_id, first.hinted_pages) == (first_cmd, 1024)
+    assert (second.hint_cmd_id, second.hinted_pages) == (second_cmd, 512)
+    assert second.hinted_pages_total == 1536
     assert host.vm_snapshot("vm1", 0.0).resident_pages == 512
     assert host.vm_snapshot("vm1", 0.0).accepted_features & FEATURE_PAGE_POISON
+
+
+def test_a_hint_round_ends_with_stop_and_the_host_reports_done() -> None:
+    """start -> hints -> STOP: the round is counted, the command value becomes DONE, and a
+    later command gets a fresh id."""
+    host = reporting_host()
+
+    issued_before = host.free_page_hint_cmd_id("vm1")
+    cmd_id = host.start_free_page_hint("vm1")
+    running = host.free_page_hint_cmd_id("vm1")
+    host.hint_free("vm1", [0], 9, cmd_id)
+    hinted = host.stop_free_page_hint("vm1", cmd_id)
+    after = host.free_page_state("vm1")
+    next_cmd = host.start_free_page_hint("vm1")
+
+    assert (issued_before, running) == (HINT_CMD_ID_STOP, cmd_id)
+    assert hinted == 512
+    assert (after.hint_cmd_id_issued, after.hint_rounds_total) == (HINT_CMD_ID_DONE, 1)
+    assert next_cmd == cmd_id + 1
+
+
+def test_a_round_without_free_blocks_still_counts() -> None:
+    """A STOP straight after the command (the guest had no free block) ends the round with
+    no page hinted."""
+    host = reporting_host()
+    cmd_id = host.start_free_page_hint("vm1")
+
+    hinted = host.stop_free_page_hint("vm1", cmd_id)
+
+    assert hinted == 0
+    assert host.free_page_state("vm1").hint_rounds_total == 1
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param("before_any", id="no-command-issued"),
+        pytest.param("superseded", id="older-command"),
+        pytest.param("after_stop", id="round-already-stopped"),
+    ],
+)
+def test_hints_outside_the_running_command_are_refused(when: str) -> None:
+    """A hint or STOP naming a command that is not running is refused and changes nothing."""
+    host = reporting_host()
+    if when == "before_any":
+        stale = HINT_CMD_ID_FIRST
+    elif when == "superseded":
+        stale = host.start_free_page_hint("vm1")
+        host.start_free_page_hint("vm1")
+    else:
+        stale = host.start_free_page_hint("vm1")
+        host.stop_free_page_hint("vm1", stale)
+    before = host.free_page_state("vm1")
+
+    with pytest.raises(errors.BadFreeBlock) as hint:
+        host.hint_free("vm1", [0], 9, stale)
+    with pytest.raises(errors.BadFreeBlock) as stop:
+        host.stop_free_page_hint("vm1", stale)
+
+    assert hint.value.field == stop.value.field == "cmd_id"
+    assert host.free_page_state("vm1") == before
+
+
+def test_touching_a_hinted_page_ends_its_hint() -> None:
+    """Once the guest uses a hinted page, the host no longer counts it as free."""
+    host = reporting_host()
+    cmd_id = host.start_free_page_hint("vm1")
+    host.hint_free("vm1", [0], 9, cmd_id)
+
+    host.touch("vm1", [3, 4, 700])
+
+    assert host.free_page_state("vm1").hinted_pages == 510
+
+
+def test_a_hinted_block_holding_ballooned_pages_is_refused() -> None:
+    """Ballooned pages are not free in the guest, so a hint naming them is refused."""
+    host = reporting_host()
+    host.inflate("vm1", [5], host.target("vm1").generation)
+    cmd_id = host.start_free_page_hint("vm1")
+
+    with pytest.raises(errors.BadFreeBlock):
+        host.hint_free("vm1", [0], 9, cmd_id)
+
+    assert host.free_page_state("vm1").hinted_pages == 0
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from hypervisor_mock.buddy import fits
 from hypervisor_mock.buddyinfo import parse_buddyinfo
 from hypervisor_mock.config import parse_host
-from hypervisor_mock.host import Host
+from hypervisor_mock.host import Host, PageState, ept_frames, page_states
 from hypervisor_mock.zones import (
     format_unusable_index,
     min_free_kbytes_for,
@@ -444,3 +444,39 @@ def test_host_state_is_at_most_8_bytes_per_frame_and_starts_as_zeros() -> None:
     assert [a.size for a in vars(host._vm("vm1")).values() if isinstance(a, np.ndarray)] == [2048]
     assert not host.owner.any() and not host.gpfn.any() and not host.flags.any()
     assert not ept.any()
+
+
+@pytest.mark.parametrize(
+    ("word", "state", "hfn"),
+    [
+        pytest.param(0, PageState.UNTOUCHED, -1, id="untouched"),
+        pytest.param(1, PageState.RESIDENT, 0, id="resident-hfn-0"),
+        pytest.param(2**31 - 1, PageState.RESIDENT, 2**31 - 2, id="resident-top"),
+        pytest.param(-1, PageState.BALLOONED, -1, id="ballooned-no-frame"),
+        pytest.param(-2, PageState.HOST_SWAPPED, -1, id="host-swapped"),
+        pytest.param(-3, PageState.BALLOONED, 0, id="pinned-hfn-0"),
+        pytest.param(-(2**31), PageState.BALLOONED, 2**31 - 3, id="pinned-top"),
+    ],
+)
+def test_one_ept_word_holds_the_page_state_and_its_frame(word: int, state: int, hfn: int) -> None:
+    """An int32 EPT word decodes to one state and at most one frame, up to the int32 ends."""
+    words = np.asarray([word], dtype=np.int32)
+
+    decoded = (int(page_states(words)[0]), int(ept_frames(words)[0]))
+
+    assert decoded == (state, hfn)
+
+
+def test_a_pinned_piece_keeps_its_frame_in_the_word_and_deflates_back_to_it() -> None:
+    """Ballooning part of a held huge page stores the frame in the word; deflate restores it."""
+    host = make_host(node_pages=(2048,), vms=(("vm1", 1024, 0),), backing={"vm1": "2m"})
+    host.touch("vm1", [0])
+    frame = host.ept_hfn("vm1", 5)
+
+    host.inflate("vm1", [5], 0)
+    pinned = host.ept_hfn("vm1", 5)
+    host.deflate("vm1", [5], 0)
+
+    assert pinned == frame == host.ept_hfn("vm1", 5)
+    assert host.vm_snapshot("vm1", 0.0).pinned_ballooned_pages == 0
+    host.check_invariants()

@@ -132,6 +132,9 @@ async def test_zone_info_host_state_and_metrics_show_the_memory_model(lab: Lab) 
 
     vm1 = next(v for v in vms.vms if v.vm_id == "vm1")
     assert [z.zone for z in zones.zones] == ["Normal"]
+    assert (
+        zones.zones[0].managed_pages == zones.zones[0].spanned_pages == zones.zones[0].total_pages
+    )
     assert "Node 0, zone   Normal" in zones.unusable_index_text
     assert "Free pages count per migrate type" in zones.pagetypeinfo_text
     assert len(state.cpus) == 2
