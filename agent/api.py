@@ -592,7 +592,7 @@ class AgentServicer:
             )
         try:
             await self._loop.refresh()
-            outcome = await self._loop.defragment(wanted, "operator")
+            outcome = await self._loop.defragment(wanted, "operator", include_pinned=True)
             clock = self._loop.clock
             start_s = clock.now_s()
             while True:

@@ -179,10 +179,15 @@ class ControlLoop:
         self.show()
         return plan, actuation
 
-    async def defragment(self, wanted_blocks: int, trigger: str) -> DefragOutcome:
+    async def defragment(
+        self, wanted_blocks: int, trigger: str, *, include_pinned: bool = False
+    ) -> DefragOutcome:
         """Runs one defragmenting reclaim; logs, counts and holds the targets it raised.
 
-        Raises HostUnavailable. The caller must know `defrag_host` is set.
+        With `include_pinned` (an operator's own request) operator-pinned VMs
+        may be asked too, and their pins rise by what the host queued, so the
+        policy does not pull the target back to the old pin. Raises
+        HostUnavailable. The caller must know `defrag_host` is set.
         """
         assert self._defrag_host is not None
         state = self._state
@@ -190,7 +195,7 @@ class ControlLoop:
         vms = snapshot.vms if snapshot is not None else ()
         movable = movable_vms(
             [(vm.vm_id, vm.driver_attached and vm.balloon_capable, vm.backing) for vm in vms],
-            set(state.pins),
+            set() if include_pinned else set(state.pins),
         )
         outcome = await defragment(self._defrag_host, wanted_blocks, movable)
         self._metrics.defrag_runs.labels(trigger=trigger).inc()
@@ -207,6 +212,8 @@ class ControlLoop:
                 state.holds[vm_id] = Hold(
                     target_pages=vm.target_pages, until_s=after.now_s + state.config.reclaim_hold_s
                 )
+                if vm_id in state.pins:
+                    state.pins[vm_id] = vm.target_pages
                 self.record_decision(
                     state.plan,
                     {
