@@ -250,13 +250,14 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
             f" {summary['decisions_total']} decisions; clean stop: {summary['clean_stop']}"
         )
     transport = summary.get("transport")
-    if isinstance(transport, dict):
+    if isinstance(transport, dict) and any(t.get("batches") for t in transport.values()):
         console.print(
             "[bold]transport[/] (per batch, modelled / measured us): "
             + "; ".join(
                 f"{path} {t['batches']} batches, {t['modelled_us_per_batch']} / "
                 f"{t['measured_us_per_batch']}"
                 for path, t in transport.items()
+                if t.get("batches")
             )
         )
 
