@@ -58,7 +58,7 @@ async def serve(config: AgentConfig, args: argparse.Namespace, stop: asyncio.Eve
     async with grpc.aio.insecure_channel(config.hypervisor) as channel:
         host = GrpcHostClient(channel, config.operator_token)
         defrag_host = GrpcDefragHost(channel, config.operator_token)
-        loop = ControlLoop(host, state, metrics, clock, defrag_host)
+        loop = ControlLoop(host, state, metrics, clock, defrag_host, defrag_host)
         loop.show()
         servicer = AgentServicer(
             state, host, loop, metrics, Authenticator({"operator": config.operator_token})

@@ -59,6 +59,15 @@ class DefragHost(Protocol):
         ...
 
 
+class NodeReclaimHost(Protocol):
+    """The Host API call NUMA-aware reclaim needs."""
+
+    async def request_node_pages(self, vm_id: str, node: int, pages: int, reason: str) -> int:
+        """Asks `vm_id`'s driver to balloon `pages` of its pages on `node` (the host picks
+        them); returns the pages queued."""
+        ...
+
+
 @dataclass(frozen=True)
 class DefragOutcome:
     """What one defragmenting reclaim asked for."""
@@ -117,7 +126,7 @@ async def defragment(
 
 
 class GrpcDefragHost:
-    """`DefragHost` over a grpc.aio channel with the operator token.
+    """`DefragHost` and `NodeReclaimHost` over a grpc.aio channel with the operator token.
 
     Every failed call raises HostUnavailable naming the rpc and its status:
     the callers treat a defrag that could not reach the host as transient.
@@ -150,9 +159,19 @@ class GrpcDefragHost:
         return blocks_from_proto(reply)
 
     async def request_pages(self, vm_id: str, gpfns: tuple[int, ...], reason: str) -> int:
-        request = host_pb2.RequestBalloonPagesRequest(
-            vm_id=vm_id, gpfns_le32=pack(gpfns), reason=reason
+        return await self._request(
+            host_pb2.RequestBalloonPagesRequest(vm_id=vm_id, gpfns_le32=pack(gpfns), reason=reason)
         )
+
+    async def request_node_pages(self, vm_id: str, node: int, pages: int, reason: str) -> int:
+        return await self._request(
+            host_pb2.RequestBalloonPagesRequest(
+                vm_id=vm_id, node=node, node_pages=pages, reason=reason
+            )
+        )
+
+    async def _request(self, request: Any) -> int:
+        vm_id = str(request.vm_id)
         try:
             reply = await self._stub.RequestBalloonPages(
                 request, metadata=self._metadata, timeout=self._timeout_s
@@ -163,6 +182,8 @@ class GrpcDefragHost:
                     f"RequestBalloonPages: {exc.code().name}: {exc.details()}"
                 ) from exc
             # One guest refusing (driver gone, VM gone) leaves the others' requests standing.
-            log.info("defrag_request_refused", vm_id=vm_id, detail=exc.details())
+            log.info(
+                "balloon_request_refused", vm_id=vm_id, reason=request.reason, detail=exc.details()
+            )
             return 0
         return int(reply.queued_pages)

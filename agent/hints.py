@@ -5,10 +5,11 @@ guest's CLOCK treats R' = R or H as referenced and skips them, so it does
 not evict a page the balloon is about to take anyway. The agent's part is
 to read the counters and compare an A/B pair of runs.
 
-The guest now receives hints (BalloonTarget.hint_pfns_le32) and reports
-hinted_skips_pages and pointless_evictions_pages in its stats; the A/B test
-over the pure cores uses `compare`. Not yet read from the agent's snapshot
-into a metric.
+The guest receives hints (BalloonTarget.hint_pfns_le32) and reports
+hinted_skips_pages and pointless_evictions_pages in its stats; the agent's
+snapshot reads both and exports the skips per VM as
+balloonlab_vm_hint_evictions_avoided_pages{vm}. The A/B test over the pure
+cores uses `compare`.
 """
 
 from __future__ import annotations

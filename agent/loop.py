@@ -14,10 +14,11 @@ from agent.actuator import Actuation, apply_plan
 from agent.collector import HostApi, HostReplyInvalid, HostUnavailable
 from agent.control import Hold, diagnose_vms, harden, plan_migration
 from agent.defrag import DefragWatch, huge_blocks_wanted, movable_vms, watch_outcome
-from agent.defrag_run import DefragHost, DefragOutcome, defragment
+from agent.defrag_run import DefragHost, DefragOutcome, NodeReclaimHost, defragment
 from agent.diagnosis import Diagnosis
 from agent.metrics import AgentMetrics
 from agent.migration import MigrationRequest
+from agent.numa import NumaVm, plan_node_reclaim, pressured_nodes, remote_placements
 from agent.policy import Plan, Reason, decide
 from agent.robust import Escalation, note_failure, note_success
 from agent.snapshot import HostSnapshot
@@ -42,6 +43,14 @@ AUTO_DEFRAG_MAX_BLOCKS = 4
 #: Ticks the loop waits for an automatic defrag's blocks to form before it
 #: counts what formed and may start another: several rounds of inflation.
 DEFRAG_WATCH_S = 30.0
+#: Decisions that rule a VM out of NUMA reclaim this round: it is under
+#: pressure, stalled, or backing off after failures.
+NUMA_SKIP_REASONS = frozenset(
+    {Reason.GUEST_PRESSURE, Reason.RELEASE, Reason.STALLED, Reason.BACKOFF, Reason.FLOOR}
+)
+#: Ticks after a policy deflate during which a VM's new remote pages count as
+#: placements the policy caused: long enough for the guest to re-touch them.
+REMOTE_WATCH_S = 30.0
 
 
 def backoff_s(failures: int) -> float:
@@ -59,6 +68,7 @@ class ControlLoop:
         metrics: AgentMetrics,
         clock: Clock,
         defrag_host: DefragHost | None = None,
+        numa_host: NodeReclaimHost | None = None,
     ) -> None:
         self._host = host
         self._state = state
@@ -68,6 +78,9 @@ class ControlLoop:
         self._defrag_host = defrag_host
         self._defrag_watch: DefragWatch | None = None
         self._defrag_quiet_until_s = -1.0
+        self._numa_host = numa_host
+        self._remote_pages: dict[str, int] = {}
+        self._deflated_until_s: dict[str, float] = {}
 
     @property
     def defrag_host(self) -> DefragHost | None:
@@ -171,8 +184,18 @@ class ControlLoop:
             # Someone moved a target since the poll: read the host again so
             # that the API shows it and the next round starts from it.
             await self.refresh()
+        self._count_remote_placements(
+            snapshot,
+            [
+                d.vm_id
+                for d in plan.decisions
+                if d.vm_id in {a.vm_id for a in actuation.applied}
+                and d.new_target_pages < d.current_target_pages
+            ],
+        )
         try:
             await self._defrag_round(plan, snapshot)
+            await self._numa_round(plan, snapshot)
         except HostUnavailable as exc:
             self._note_failure(exc)
             raise
@@ -232,6 +255,104 @@ class ControlLoop:
         """Counts and logs the 2 MiB blocks one defrag was seen to form."""
         self._metrics.defrag_blocks_formed.inc(blocks)
         log.info("defrag_blocks_formed", trigger=trigger, blocks_formed=blocks, **fields)
+
+    def _count_remote_placements(self, snapshot: HostSnapshot, deflated_now: list[str]) -> None:
+        """Counts remote pages that grew on VMs the policy deflated lately."""
+        now_s = snapshot.now_s
+        remote = {vm.vm_id: vm.remote_pages for vm in snapshot.vms}
+        watched = {k for k, until in self._deflated_until_s.items() if now_s < until}
+        for vm_id, pages in remote_placements(self._remote_pages, remote, watched).items():
+            self._metrics.numa_remote_placements.labels(vm=vm_id).inc(pages)
+            log.info("numa_remote_placement", vm_id=vm_id, remote_pages_added=pages)
+        self._remote_pages = remote
+        self._deflated_until_s = {k: v for k, v in self._deflated_until_s.items() if now_s < v}
+        for vm_id in deflated_now:
+            self._deflated_until_s[vm_id] = now_s + REMOTE_WATCH_S
+
+    async def _numa_round(self, plan: Plan, snapshot: HostSnapshot) -> None:
+        """Asks VMs with frames on a pressured node to balloon pages there, reason "numa".
+
+        A VM with a request still outstanding, a pinned or huge-page-backed
+        VM, or one without per-node counts is left out; what each gives is
+        capped by its room above the floor.
+        """
+        host = self._numa_host
+        if host is None:
+            return
+        state = self._state
+        short = pressured_nodes(
+            {n.node: n.free_pages for n in snapshot.nodes},
+            {n.node: n.total_pages for n in snapshot.nodes},
+            state.config.free_threshold_fraction,
+        )
+        if not short:
+            return
+        decisions = {d.vm_id: d for d in plan.decisions}
+        candidates: list[NumaVm] = []
+        for vm in snapshot.vms:
+            decision = decisions.get(vm.vm_id)
+            if (
+                decision is None
+                or vm.node_pages is None
+                or vm.requested_pending_pages > 0
+                or not (vm.driver_attached and vm.balloon_capable)
+                or vm.backing == "2m"
+                or vm.vm_id in state.pins
+                or decision.reason in NUMA_SKIP_REASONS
+            ):
+                continue
+            target = max(vm.target_pages, decision.new_target_pages)
+            # Bounded like the policy's own steps: a node is relieved over rounds.
+            step = state.config.max_step_pages(vm.guest_pages)
+            room = max(0, min(step, vm.guest_pages - decision.floor_pages - target))
+            candidates.append(
+                NumaVm(
+                    vm_id=vm.vm_id,
+                    home_node=vm.home_node,
+                    node_pages=vm.node_pages,
+                    room_pages=room,
+                    balloon_pages=vm.actual_pages,
+                )
+            )
+        asked: list[tuple[str, int, int]] = []
+        for node, need in short.items():
+            reclaim = plan_node_reclaim(candidates, node, need)
+            for vm_id, pages in reclaim.takes.items():
+                queued = await host.request_node_pages(vm_id, node, pages, Reason.NUMA.value)
+                self._metrics.numa_requested.labels(node=str(node)).inc(queued)
+                if queued > 0:
+                    asked.append((vm_id, node, queued))
+            (log.info if reclaim.takes else log.debug)(
+                "numa_reclaim_planned",
+                node=node,
+                need_pages=need,
+                takes=dict(reclaim.takes),
+                expected_node_pages=reclaim.expected_node_pages,
+            )
+            # A VM asked for one node is not asked again for another this round.
+            candidates = [c for c in candidates if c.vm_id not in reclaim.takes]
+        if not asked:
+            return
+        after = await self.refresh()
+        for vm_id, node, queued in asked:
+            held = after.vm(vm_id)
+            if held is None:
+                continue
+            state.holds[vm_id] = Hold(
+                target_pages=held.target_pages, until_s=after.now_s + state.config.reclaim_hold_s
+            )
+            self.record_decision(
+                state.plan,
+                {
+                    "vm_id": vm_id,
+                    "reason": Reason.NUMA.value,
+                    "node": node,
+                    "new_target_pages": held.target_pages,
+                    "actual_pages": held.actual_pages,
+                    "numa_pages": queued,
+                    "node_free_short_pages": short[node],
+                },
+            )
 
     async def _defrag_round(self, plan: Plan, snapshot: HostSnapshot) -> None:
         """Watches the last automatic defrag, or starts one for huge-page-backed VMs.

@@ -144,6 +144,30 @@ class AgentMetrics:
             "balloonlab_agent_defrag_blocks_formed",
             "Free 2 MiB host blocks seen to form after a defragmenting reclaim.",
         )
+        self.numa_requested = counter(
+            "balloonlab_agent_numa_requested_pages",
+            "Pages NUMA-aware reclaim newly asked the guests to balloon, by pressured node.",
+            ("node",),
+        )
+        self.numa_remote_placements = counter(
+            "balloonlab_agent_numa_remote_placements",
+            "Pages that landed off their VM's home node after the policy deflated the VM.",
+            ("vm",),
+        )
+        self.hint_avoided = gauge(
+            "balloonlab_vm_hint_evictions_avoided_pages",
+            "Evictions the guest's CLOCK skipped because the host hinted the page (cumulative,"
+            " as the guest reports it; absent while unknown).",
+            ("vm",),
+        )
+        self.pointless_evictions = gauge(
+            "balloonlab_vm_pointless_evictions_pages",
+            "Pages the guest's CLOCK evicted that the host had asked the balloon for anyway"
+            " (cumulative, as the guest reports it; absent while unknown).",
+            ("vm",),
+        )
+        self._hinted: set[str] = set()
+        self._pointless: set[str] = set()
         self._vms: set[str] = set()
         self._migrating: set[str] = set()
         self._nodes: set[str] = set()
@@ -190,6 +214,26 @@ class AgentMetrics:
                 self.verdict.labels(vm=vm.vm_id, verdict=verdict.value).set(
                     1.0 if verdict.value == vm.verdict else 0.0
                 )
+        hinted = {
+            vm.vm_id: vm.hint_evictions_avoided_pages
+            for vm in report.vms
+            if vm.hint_evictions_avoided_pages is not None
+        }
+        for vm_id, pages in hinted.items():
+            self.hint_avoided.labels(vm=vm_id).set(pages)
+        for vm_id in self._hinted - set(hinted):
+            self.hint_avoided.remove(vm_id)
+        self._hinted = set(hinted)
+        pointless = {
+            vm.vm_id: vm.pointless_evictions_pages
+            for vm in report.vms
+            if vm.pointless_evictions_pages is not None
+        }
+        for vm_id, pages in pointless.items():
+            self.pointless_evictions.labels(vm=vm_id).set(pages)
+        for vm_id in self._pointless - set(pointless):
+            self.pointless_evictions.remove(vm_id)
+        self._pointless = set(pointless)
         for vm_id in self._vms - vms:
             for verdict in Verdict:
                 self.verdict.remove(vm_id, verdict.value)

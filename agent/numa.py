@@ -1,8 +1,12 @@
 """NUMA-aware reclaim: take from VMs whose frames sit on the pressured node, give back at home.
 
-The Host API now has what these need (VmState.node_resident_pages, and
-RequestBalloonPages with `node`/`node_pages` to free frames on one node),
-but the agent does not read them or call these functions from its loop yet.
+The agent reads VmState.node_resident_pages into its snapshot; when one
+node's free frames fall under the free threshold, the control loop spreads
+the need with `plan_node_reclaim` and asks each VM for pages on that node
+(RequestBalloonPages with `node`/`node_pages`; the host picks the pages).
+Deflates give memory back through the host, which backs re-touched pages
+from the VM's home node first; `remote_placements` counts the pages that
+land elsewhere after the policy deflated a VM.
 
 * `plan_node_reclaim` spreads a node's need over the VMs in proportion to
   the frames each holds on that node, each capped by its balloon room.
@@ -100,3 +104,37 @@ def plan_node_return(
             remote += more
             remaining -= more
     return NodeReturn(gives=gives, remote_placements_pages=remote)
+
+
+def pressured_nodes(
+    free_by_node: Mapping[int, int], total_by_node: Mapping[int, int], threshold_fraction: float
+) -> dict[int, int]:
+    """Nodes whose free frames are under `threshold_fraction` of theirs, with the pages short.
+
+    A host of one node has no node pressure apart from the host's own, which
+    the main policy handles, so it gives {}.
+    """
+    if len(total_by_node) < 2:
+        return {}
+    short: dict[int, int] = {}
+    for node, total in sorted(total_by_node.items()):
+        need = round(threshold_fraction * total) - free_by_node.get(node, 0)
+        if need > 0:
+            short[node] = need
+    return short
+
+
+def remote_placements(
+    before: Mapping[str, int], after: Mapping[str, int], deflated: set[str]
+) -> dict[str, int]:
+    """Growth of remote resident pages, per VM the policy deflated, between two polls.
+
+    Only growth counts (a page moving home is not a placement), and only for
+    VMs whose balloon the policy shrank, since those re-touches are the
+    policy's doing. A VM missing from either poll counts nothing.
+    """
+    out: dict[str, int] = {}
+    for vm_id in sorted(deflated):
+        if vm_id in before and vm_id in after and after[vm_id] > before[vm_id]:
+            out[vm_id] = after[vm_id] - before[vm_id]
+    return out

@@ -201,6 +201,8 @@ class Reason(StrEnum):
     """The balloon stopped converging under guest pressure: fully released."""
     MIGRATION = "migration"
     """The agent asked for this VM to be moved to another host."""
+    NUMA = "numa"
+    """Asked to balloon pages on a node whose free frames fell under the threshold."""
     DEFRAG = "defrag"
     """Asked to balloon the few pages that keep a nearly free 2 MiB host block in use."""
 

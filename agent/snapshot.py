@@ -36,6 +36,10 @@ class GuestStatsSample:
     """Memory the guest holds free, in bytes."""
     major_faults_total: int | None = None
     """Major faults (reads from the virtual disk) since boot (cumulative)."""
+    hinted_skips_pages: int | None = None
+    """Pages the guest's CLOCK passed over only because the host hinted them (cumulative)."""
+    pointless_evictions_pages: int | None = None
+    """Pages the CLOCK evicted that the host had asked for anyway (cumulative)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,9 @@ class VmSnapshot:
     backing: str = ""
     """"4k" or "2m" (pinned huge pages) as the host reports it; "" if it does not."""
     node_pages: Mapping[int, int] | None = None
-    """Resident pages per NUMA node; None until the Host API reports them
-    (VmState has only the remote total today)."""
+    """Resident pages per NUMA node; None if the host does not report them."""
+    requested_pending_pages: int = 0
+    """Pages asked of the driver by RequestBalloonPages and not ballooned yet."""
 
     @property
     def usable_pages(self) -> int:
@@ -150,6 +155,8 @@ def stats_from_proto(stats: Any) -> GuestStatsSample | None:
         working_set_bytes=_known(stats, "working_set_bytes"),
         free_bytes=_known(stats, "free_bytes"),
         major_faults_total=_known(stats, "major_faults_total"),
+        hinted_skips_pages=_known(stats, "hinted_skips_pages"),
+        pointless_evictions_pages=_known(stats, "pointless_evictions_pages"),
     )
 
 
@@ -177,6 +184,12 @@ def vm_from_proto(vm: Any) -> VmSnapshot:
         remote_pages=int(vm.remote_pages),
         # Read defensively: older Host API builds have no `backing` field.
         backing=str(getattr(vm, "backing", "")),
+        node_pages=(
+            {node: int(pages) for node, pages in enumerate(vm.node_resident_pages)}
+            if len(vm.node_resident_pages)
+            else None
+        ),
+        requested_pending_pages=int(vm.requested_pending_pages),
     )
 
 

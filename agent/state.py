@@ -124,6 +124,10 @@ class VmReport:
     """Escalation of the latest round ("stall", "release", "migrate") or ""."""
     hold_pages: int = 0
     """Balloon target a Reclaim holds, in pages (0: none)."""
+    hint_evictions_avoided_pages: int | None = None
+    """Evictions the host's reclaim hints spared the guest's CLOCK (cumulative); None: unknown."""
+    pointless_evictions_pages: int | None = None
+    """Pages the guest evicted that the host had asked for anyway (cumulative); None: unknown."""
 
     @property
     def usable_pages(self) -> int:
@@ -257,6 +261,12 @@ def build_report(state: AgentState) -> Report:
                     state.holds[vm.vm_id].target_pages
                     if vm.vm_id in state.holds and snapshot.now_s < state.holds[vm.vm_id].until_s
                     else 0
+                ),
+                hint_evictions_avoided_pages=(
+                    vm.stats.hinted_skips_pages if vm.stats is not None else None
+                ),
+                pointless_evictions_pages=(
+                    vm.stats.pointless_evictions_pages if vm.stats is not None else None
                 ),
             )
         )

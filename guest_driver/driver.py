@@ -263,6 +263,12 @@ class BalloonDriver:
     def set_target(self, target: Target) -> None:
         """Takes `target` as the one to follow (from Attach or WatchTarget)."""
         changed = self.target != target
+        # A message that only carries new hints (the host's swap-out candidates)
+        # is not a new target: it is neither logged nor counted as one.
+        moved = self.target is None or (self.target.target_pages, self.target.generation) != (
+            target.target_pages,
+            target.generation,
+        )
         self.target = target
         if target.request_id and target.request_id != self._request_id:
             self._request_id = target.request_id
@@ -278,7 +284,7 @@ class BalloonDriver:
             # The host sends the hints it wants now with every target; none means none.
             self._memory.set_hints(np.asarray(target.hint_gpfns, dtype=np.int64))
         self._metrics.balloon_target_pages.labels(self._vm_id).set(target.target_pages)
-        if changed:
+        if changed and moved:
             self._metrics.target_updates.labels(self._vm_id).inc()
             self._moved_since_target_pages = 0
             self._log.info(

@@ -52,6 +52,14 @@ class HostUnreachable(TransportError):
     """The host did not answer (down, restarting, deadline passed): retry later."""
 
 
+class HostMoved(HostUnreachable):
+    """The VM migrated: its host answered with where to attach now (`address`)."""
+
+    def __init__(self, address: str, message: str) -> None:
+        super().__init__(message)
+        self.address = address
+
+
 class HostRefused(TransportError):
     """The host answered with an error status; `code` is its name."""
 
@@ -216,9 +224,21 @@ _TRANSIENT_CODES = frozenset(
 )
 
 
+MIGRATED_TO_KEY = "balloonlab-migrated-to"
+"""Trailing metadata of the refusal a migrated VM's old host answers: its new host:port."""
+
+
 def translate_error(exc: grpc.aio.AioRpcError) -> TransportError:
-    """A failed call as the driver sees it: transient (HostUnreachable) or refused."""
+    """A failed call as the driver sees it: transient (HostUnreachable) or refused.
+
+    A redirect after a migration is HostMoved: transient, so the driver re-attaches
+    (now at the new address) and reconciles, and unsent accesses are kept.
+    """
     code = exc.code()
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        for key, value in exc.trailing_metadata() or ():
+            if key == MIGRATED_TO_KEY and isinstance(value, str) and value:
+                return HostMoved(value, f"{code.name}: {exc.details()}")
     if code in _TRANSIENT_CODES:
         return HostUnreachable(f"{code.name}: {exc.details()}")
     return HostRefused(code.name, exc.details() or "")
@@ -265,9 +285,12 @@ class GrpcTransport:
     """
 
     def __init__(self, address: str, token: str, poison_val: int = 0) -> None:
+        self.address = address
+        """The hypervisor this transport calls; follows a migration's redirect."""
         self._channel = grpc.aio.insecure_channel(address)
         self._hypercall = hypercall_pb2_grpc.HypercallStub(self._channel)
         self._vcpu = vcpu_pb2_grpc.VcpuStub(self._channel)
+        self._old_channels: list[grpc.aio.Channel] = []
         self._metadata = call_metadata(token)
         self._poison_val = poison_val
         self._stream_offered = False
@@ -283,6 +306,20 @@ class GrpcTransport:
     async def close(self) -> None:
         self._drop_stream()
         await self._channel.close()
+        for channel in self._old_channels:
+            await channel.close()
+
+    def _failed(self, exc: grpc.aio.AioRpcError) -> TransportError:
+        """translate_error, and on a migration's redirect the switch to the new host."""
+        error = translate_error(exc)
+        if isinstance(error, HostMoved) and error.address != self.address:
+            self._drop_stream()
+            self._old_channels.append(self._channel)
+            self.address = error.address
+            self._channel = grpc.aio.insecure_channel(error.address)
+            self._hypercall = hypercall_pb2_grpc.HypercallStub(self._channel)
+            self._vcpu = vcpu_pb2_grpc.VcpuStub(self._channel)
+        return error
 
     def _drop_stream(self) -> None:
         if self._stream is not None:
@@ -312,7 +349,7 @@ class GrpcTransport:
                     reply = await stream.read()
             except grpc.aio.AioRpcError as exc:
                 self._drop_stream()
-                raise _translate(exc) from exc
+                raise self._failed(exc) from exc
             except TimeoutError:
                 self._drop_stream()
                 raise HostUnreachable("Balloon: no reply within the deadline") from None
@@ -339,7 +376,7 @@ class GrpcTransport:
                 request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         self._drop_stream()
         self._stream_offered = reply.balloon_stream
         return AttachInfo(
@@ -363,7 +400,7 @@ class GrpcTransport:
                 request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return _batch_reply(reply)
 
     async def deflate(self, gpfns: Gpfns, generation: int, *, on_oom: bool) -> BatchReply:
@@ -377,7 +414,7 @@ class GrpcTransport:
                 request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return _batch_reply(reply)
 
     async def report_free(self, heads: Gpfns, order: int) -> int:
@@ -387,7 +424,7 @@ class GrpcTransport:
                 request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return int(reply.accepted_pages)
 
     async def hint_free(self, cmd_id: int, chunks: list[Gpfns], order: int) -> int:
@@ -403,7 +440,7 @@ class GrpcTransport:
                     request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
                 )
             except grpc.aio.AioRpcError as exc:
-                raise _translate(exc) from exc
+                raise self._failed(exc) from exc
             hinted += int(reply.accepted_pages)
         return hinted
 
@@ -413,7 +450,7 @@ class GrpcTransport:
                 stats_message(stats, sampled_at_s), metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return float(reply.interval_s)
 
     async def report_request_outcome(self, request_id: int, unavailable: Gpfns) -> int:
@@ -425,7 +462,7 @@ class GrpcTransport:
                 request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return int(reply.dropped_pages)
 
     async def watch_target(self) -> AsyncIterator[Target]:
@@ -436,7 +473,7 @@ class GrpcTransport:
             async for message in call:
                 yield _target(message)
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         finally:
             call.cancel()
         raise HostUnreachable("WatchTarget: stream ended")
@@ -448,7 +485,7 @@ class GrpcTransport:
                 request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as exc:
-            raise _translate(exc) from exc
+            raise self._failed(exc) from exc
         return AccessReply(
             faulted_pages=reply.faulted_pages,
             swapped_in_pages=reply.swapped_in_pages,

@@ -153,6 +153,8 @@ class ServiceConfig:
     clock: ClockConfig
     device_model_token: str | None = None
     """The device model's credential (emulated virtio-mmio path); None: no device model."""
+    reclaim_hints: bool = True
+    """Tell guests the pages the host is about to reclaim (the guest CLOCK's H bit)."""
 
 
 def _int(raw: Any, where: str, minimum: int = 0, maximum: int = MAX_FRAMES) -> int:
@@ -443,6 +445,7 @@ def parse_config(raw: dict[str, Any]) -> ServiceConfig:
             "tlb",
             "local_access_latency_ns",
             "device_model_token",
+            "reclaim_hints",
         },
     )
     host = parse_host(raw)
@@ -473,4 +476,11 @@ def parse_config(raw: dict[str, Any]) -> ServiceConfig:
         stats_interval_s=_float(raw.get("stats_interval_s", 2.0), "stats_interval_s", 0.001),
         clock=clock,
         device_model_token=device_model_token,
+        reclaim_hints=_bool(raw.get("reclaim_hints", True), "reclaim_hints"),
     )
+
+
+def _bool(raw: Any, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
+    return raw

@@ -95,3 +95,15 @@ class SeedError(ValueError):
 
 class InvariantError(AssertionError):
     """The frame accounting no longer adds up; a bug in the core."""
+
+
+class OutOfFrames(HostError):
+    """The host cannot spare the frames a migration asks it to reserve."""
+
+    reason = "out_of_frames"
+
+
+class DuplicateVm(HostError):
+    """A VM of that vm_id already runs on this host."""
+
+    reason = "duplicate_vm"

@@ -48,6 +48,7 @@ from hypervisor_mock.config import (
 from hypervisor_mock.errors import (
     BadFreeBlock,
     BatchTooLarge,
+    DuplicateVm,
     FeatureNotNegotiated,
     FutureGeneration,
     InvalidPfn,
@@ -57,6 +58,7 @@ from hypervisor_mock.errors import (
     NotAttached,
     NotBallooned,
     OomDeflateNotNegotiated,
+    OutOfFrames,
     SeedError,
     StaleGeneration,
     UnknownVm,
@@ -314,6 +316,29 @@ class AccessResult:
 
 
 @dataclass(frozen=True)
+class VmExport:
+    """A VM's state as a migration carries it, page contents apart."""
+
+    vm_id: str
+    guest_pages: int
+    """Configured size, pages."""
+    home_node: int
+    balloon_capable: bool
+    backing: str
+    """"4k" or "2m"."""
+    target: BalloonTarget
+    actual_pages: int
+    """Pages in the balloon."""
+    ballooned_gpfns: npt.NDArray[np.int64]
+    """Those pages, ascending."""
+    attached: bool
+    accepted_features: int
+    poison_val: int
+    acted_generation: int
+    """Target generation named by the latest inflate or deflate; -1 if none."""
+
+
+@dataclass(frozen=True)
 class ZoneSnapshot:
     node: int
     zone: str
@@ -554,6 +579,12 @@ class _Vm:
         self.hint_running = False
         self.hint_rounds_total = 0
         self.hinted_pages_total = 0
+        self.gone = False
+        """Migrated away (or removed): holds no frame, page or swap slot; its index stays."""
+        self.dirty: npt.NDArray[np.bool_] | None = None
+        """Dirty log while a migration copies the VM: pages touched since the last take."""
+        self.writes: npt.NDArray[np.uint32] | None = None
+        """Touches per page since dirty logging began (a migration's per-page version)."""
 
 
 class Host:
@@ -707,7 +738,7 @@ class Host:
 
     @property
     def vm_ids(self) -> tuple[str, ...]:
-        return tuple(vm.vm_id for vm in self._vms)
+        return tuple(vm.vm_id for vm in self._vms if not vm.gone)
 
     def _zone_of(self, hfn: int) -> _Zone:
         return self._zones[bisect.bisect_right(self._bases, hfn) - 1]
@@ -1056,6 +1087,10 @@ class Host:
         pages, _ = self._checked(vm, gpfns, "gpfns_le32", MAX_ACCESS_BATCH_PFNS)
         if vm.hinted is not None:
             vm.hinted[pages] = False  # a free page hint ends when the guest uses the page
+        if vm.dirty is not None and vm.writes is not None:
+            # Vcpu.Access does not tell reads from writes: every touch counts as a write.
+            vm.dirty[pages] = True
+            vm.writes[pages] += 1
         batch = np.asarray(gpfns, dtype=np.int64).reshape(-1)
         _, first_seen = np.unique(batch, return_index=True)
         vcpus = len(vm.cores)
@@ -1482,7 +1517,7 @@ class Host:
         )
 
     def vm_snapshots(self, now_s: float) -> tuple[VmSnapshot, ...]:
-        return tuple(self.vm_snapshot(vm.vm_id, now_s) for vm in self._vms)
+        return tuple(self.vm_snapshot(vm.vm_id, now_s) for vm in self._vms if not vm.gone)
 
     def buddyinfo(self) -> list[BuddyZone]:
         """The free lists of every zone of every node."""
@@ -1525,6 +1560,183 @@ class Host:
     def tlb_interrupts_text(self) -> str:
         """The TLB shootdown line of /proc/interrupts, one column per host core."""
         return format_tlb_interrupts(tuple(self.tlb.shootdowns_total))
+
+    # ----- migration hooks (see hypervisor_mock/migration.py)
+
+    def reserve_frames(self, pages: int, home_node: int = 0) -> npt.NDArray[np.int64]:
+        """Takes `pages` free frames for an incoming VM and marks them host-reserved.
+
+        Blocks as large as fit come first (home node, then by distance; every
+        zone kept at or above its min watermark). Raises OutOfFrames, having
+        taken nothing, when the host cannot spare that many.
+        """
+        node = min(max(home_node, 0), len(self._nodes) - 1)
+        order = sorted(range(len(self._nodes)), key=lambda n: (self.distances[node][n], n))
+        taken: list[tuple[int, int]] = []
+        left = pages
+        while left > 0:
+            block = self._reserve_block(min(left.bit_length() - 1, MAX_ORDER), order)
+            if block is None:
+                for hfn, size_order in taken:
+                    zone = self._zone_of(hfn)
+                    zone.buddy.free(hfn - zone.base_hfn, size_order)
+                raise OutOfFrames("pages", f"{pages} frames asked, only {pages - left} free")
+            taken.append(block)
+            left -= 1 << block[1]
+        if not taken:
+            return np.empty(0, dtype=np.int64)
+        hfns = np.concatenate([np.arange(hfn, hfn + (1 << o), dtype=np.int64) for hfn, o in taken])
+        self.owner[hfns] = OWNER_RESERVED
+        return hfns
+
+    def _reserve_block(self, max_order: int, node_order: list[int]) -> tuple[int, int] | None:
+        """The largest free block of order <= max_order above min watermarks, or None."""
+        for order in range(max_order, -1, -1):
+            for node in node_order:
+                for zone in reversed(self._nodes[node].zones):
+                    if zone.buddy.free_pages - (1 << order) < zone.marks.min_pages:
+                        continue
+                    offset = zone.buddy.alloc(order)
+                    if offset is not None:
+                        return zone.base_hfn + offset, order
+        return None
+
+    def release_frames(self, hfns: npt.NDArray[np.int64]) -> None:
+        """Gives reserved frames (from reserve_frames) back to the buddy free lists."""
+        frames = np.asarray(hfns, dtype=np.int64)
+        if frames.size and np.any(self.owner[frames] != OWNER_RESERVED):
+            raise InvalidPfn("hfns", "a frame to release is not reserved")
+        self._release_frames(frames)
+
+    def start_dirty_log(self, vm_id: str) -> None:
+        """Begins tracking which pages the VM touches (and how often), for pre-copy."""
+        vm = self._vm(vm_id)
+        vm.dirty = np.zeros(vm.guest_pages, dtype=np.bool_)
+        vm.writes = np.zeros(vm.guest_pages, dtype=np.uint32)
+
+    def stop_dirty_log(self, vm_id: str) -> None:
+        vm = self._vm(vm_id)
+        vm.dirty = None
+        vm.writes = None
+
+    def take_dirty(self, vm_id: str) -> npt.NDArray[np.int64]:
+        """Pages touched since the last take (ascending), and clears the log."""
+        vm = self._vm(vm_id)
+        if vm.dirty is None:
+            return np.empty(0, dtype=np.int64)
+        pages = np.flatnonzero(vm.dirty).astype(np.int64)
+        vm.dirty[:] = False
+        return pages
+
+    def page_versions(self, vm_id: str, gpfns: npt.NDArray[np.int64]) -> npt.NDArray[np.uint32]:
+        """Touches of each page since dirty logging began (zeros when not logging)."""
+        vm = self._vm(vm_id)
+        if vm.writes is None:
+            return np.zeros(len(gpfns), dtype=np.uint32)
+        return vm.writes[gpfns].copy()
+
+    def content_pages(self, vm_id: str) -> npt.NDArray[np.int64]:
+        """Pages whose contents a migration must copy: resident or in host swap.
+
+        Ballooned, never-touched, free-reported (untouched again) and
+        free-hinted pages hold nothing the guest needs, so they are left out.
+        """
+        vm = self._vm(vm_id)
+        wanted = (vm.ept > 0) | (vm.ept == EPT_SWAPPED)
+        if vm.hinted is not None:
+            wanted &= ~vm.hinted
+        return np.flatnonzero(wanted).astype(np.int64)
+
+    def export_vm(self, vm_id: str) -> VmExport:
+        """What a destination needs to run the VM on, apart from page contents."""
+        vm = self._vm(vm_id)
+        return VmExport(
+            vm_id=vm.vm_id,
+            guest_pages=vm.guest_pages,
+            home_node=vm.home_node,
+            balloon_capable=vm.balloon_capable,
+            backing="2m" if vm.huge else "4k",
+            target=vm.target,
+            actual_pages=vm.actual_pages,
+            ballooned_gpfns=np.flatnonzero(
+                (vm.ept == EPT_BALLOONED) | (vm.ept <= EPT_PINNED)
+            ).astype(np.int64),
+            attached=vm.attached,
+            accepted_features=vm.accepted_features,
+            poison_val=vm.poison_val,
+            acted_generation=vm.acted_generation,
+        )
+
+    def remove_vm(self, vm_id: str) -> int:
+        """Takes the VM off this host: frames back to the buddy, swap slots freed, its TLB
+        entries shot down (counted). Returns the frames freed. The vm_id becomes unknown."""
+        vm = self._vm(vm_id)
+        frames = ept_frames(vm.ept)
+        backed = np.flatnonzero(frames >= 0).astype(np.int64)
+        self._unmap(vm, backed, max(vm.resident_pages, 1))
+        held = np.unique(frames[backed])
+        self.owner[held] = OWNER_FREE
+        self.gpfn[held] = 0
+        self.flags[held] = 0
+        for hfn in held.tolist():
+            zone = self._zone_of(hfn)
+            zone.buddy.free(hfn - zone.base_hfn, 0)
+        self.swap_used_pages -= int(np.count_nonzero(vm.ept == EPT_SWAPPED))
+        vm.ept = np.zeros(0, dtype=np.int32)
+        vm.resident_pages = vm.actual_pages = 0
+        vm.hinted = vm.dirty = vm.writes = None
+        vm.gone = True
+        del self._by_id[vm_id]
+        return int(held.size)
+
+    def import_vm(
+        self, export: VmExport, content_gpfns: npt.NDArray[np.int64], frames: npt.NDArray[np.int64]
+    ) -> None:
+        """Activates a migrated VM: each content page on one of `frames` (reserved frames,
+        at least as many as pages), its balloon, target and generation as exported.
+
+        Frames left over stay reserved; the caller releases them.
+        """
+        if export.vm_id in self._by_id:
+            raise DuplicateVm("vm_id", f"VM {export.vm_id!r} already runs on this host")
+        if export.backing != "4k":
+            raise InvalidTarget("backing", "only 4 KiB-backed VMs can be imported")
+        if len(self._vms) + 1 >= np.iinfo(np.int16).max:
+            raise OutOfFrames("vm_id", "the frame table has no owner code left for a VM")
+        pages = np.asarray(content_gpfns, dtype=np.int64)
+        used = np.asarray(frames, dtype=np.int64)[: pages.size]
+        if used.size < pages.size or np.any(self.owner[used] != OWNER_RESERVED):
+            raise OutOfFrames("frames", f"{pages.size} pages need as many reserved frames")
+        ballooned = np.asarray(export.ballooned_gpfns, dtype=np.int64)
+        if np.intersect1d(pages, ballooned).size:
+            raise InvalidPfn("ballooned_gpfns", "a ballooned page was also sent as content")
+        home = min(export.home_node, len(self._nodes) - 1)
+        vm = _Vm(
+            len(self._vms),
+            export.vm_id,
+            export.guest_pages,
+            home,
+            export.balloon_capable,
+            False,
+            (self._first_core_of(home),),
+        )
+        vm.node_order = sorted(
+            range(len(self._nodes)), key=lambda n: (n != home, self.distances[home][n], n)
+        )
+        self.owner[used] = vm.code
+        self.gpfn[used] = pages
+        self.flags[used] = FLAG_REFERENCED
+        vm.ept[pages] = (used + 1).astype(np.int32)
+        vm.ept[ballooned] = EPT_BALLOONED
+        vm.resident_pages = int(pages.size)
+        vm.actual_pages = int(ballooned.size)
+        vm.target = export.target
+        vm.attached = export.attached
+        vm.accepted_features = export.accepted_features
+        vm.poison_val = export.poison_val
+        vm.acted_generation = export.acted_generation
+        self._vms.append(vm)
+        self._by_id[vm.vm_id] = vm
 
     # ----- invariants
 

@@ -46,12 +46,15 @@ from hypervisor_mock.host import (
     VmSnapshot,
 )
 from hypervisor_mock.requests import MAX_REQUEST_PFNS, PageRequests
+from hypervisor_mock.swap_hints import near_swapping, swap_candidates
 from hypervisor_mock.transport_metrics import TransportMetrics
 
 log = structlog.get_logger(__name__)
 
 OPERATOR = "operator"
 """Principal of the operator token."""
+MIGRATED_TO_KEY = "balloonlab-migrated-to"
+"""Trailing metadata naming where a migrated VM's guest must attach now (host:port)."""
 
 STATUS_OF: dict[type[errors.HostError], grpc.StatusCode] = {
     errors.UnknownVm: grpc.StatusCode.NOT_FOUND,
@@ -69,6 +72,8 @@ STATUS_OF: dict[type[errors.HostError], grpc.StatusCode] = {
 }
 """gRPC status of each core refusal."""
 FREE_PAGE_HINT_INTERVAL_S = 10.0
+SWAP_HINT_INTERVAL_S = 1.0
+"""Ticks between two looks at the host's swap-out candidates, to hint them to guests."""
 """Ticks between two free page hint commands to each VM that negotiated FREE_PAGE_HINT."""
 DEFAULT_RECLAIM_MAX_USED_PAGES = 64
 DEFAULT_RECLAIM_MAX_BLOCKS = 16
@@ -166,6 +171,13 @@ class HypervisorShell:
         self._auth = authenticator
         self._changed: dict[str, asyncio.Condition] = {}
         self._closing = False
+        self.migrated_to: dict[str, str] = {}
+        """VMs that left this host by migration, and the address their guests use now."""
+        self._paused: dict[str, asyncio.Event] = {}
+        """VMs stopped for a migration's stop-and-copy: their guests' calls wait."""
+        self._swap_hints: dict[str, npt.NDArray[np.int64]] = {}
+        """Per VM, the pages the host CLOCK would swap out next (sent as hints)."""
+        self._swap_hint_version: dict[str, int] = {}
         self.refused_total = 0
         self._refused = Counter(
             "balloonlab_hypervisor_refused_requests",
@@ -237,7 +249,33 @@ class HypervisorShell:
                 "operator_on_guest_api",
                 "authorization: the operator token cannot act as a VM",
             )
+        await self.guest_gate(context, api, principal)
         return principal
+
+    def pause(self, vm_id: str) -> None:
+        """Holds the VM's guest calls (its vCPUs stop) until `resume`."""
+        self._paused.setdefault(vm_id, asyncio.Event())
+
+    def resume(self, vm_id: str) -> None:
+        paused = self._paused.pop(vm_id, None)
+        if paused is not None:
+            paused.set()
+
+    async def guest_gate(self, context: grpc.aio.ServicerContext, api: str, vm_id: str) -> None:
+        """Waits while the VM is paused; redirects its guest once the VM has moved away."""
+        paused = self._paused.get(vm_id)
+        if paused is not None:
+            await paused.wait()
+        where = self.migrated_to.get(vm_id)
+        if where is not None:
+            message = f"vm_id: VM {vm_id!r} migrated to {where}; attach there"
+            self.refusal(api, grpc.StatusCode.FAILED_PRECONDITION, "vm_migrated", message)
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                message,
+                trailing_metadata=((MIGRATED_TO_KEY, where),),
+            )
+            raise AssertionError("unreachable")  # abort raises
 
     async def operator(self, context: grpc.aio.ServicerContext, api: str) -> None:
         if await self.principal(context, api) != OPERATOR:
@@ -269,9 +307,45 @@ class HypervisorShell:
         if pending.gpfns.size:
             message.requested_pfns_le32 = pack(pending.gpfns)
             message.request_id = pending.request_id
-            if self.reclaim_hints:
-                message.hint_pfns_le32 = pack(pending.gpfns)
+        if self.reclaim_hints:
+            own = self._swap_hints.get(vm_id)
+            hinted = pending.gpfns if own is None else np.union1d(pending.gpfns, own)
+            if hinted.size:
+                message.hint_pfns_le32 = pack(hinted)
         return message
+
+    def refresh_swap_hints(self) -> list[str]:
+        """Recomputes the host's swap-out candidates per VM; returns the VMs whose set changed.
+
+        Empty unless hints are on and the host is within a watermark of swapping.
+        """
+        if not self.reclaim_hints:
+            return []
+        fresh = swap_candidates(self.host) if near_swapping(self.host) else {}
+        changed = [
+            vm_id
+            for vm_id in sorted(set(fresh) | set(self._swap_hints))
+            if vm_id not in fresh
+            or vm_id not in self._swap_hints
+            or not np.array_equal(fresh[vm_id], self._swap_hints[vm_id])
+        ]
+        self._swap_hints = fresh
+        for vm_id in changed:
+            self._swap_hint_version[vm_id] = self._swap_hint_version.get(vm_id, 0) + 1
+        if changed:
+            log.debug(
+                "swap_hints_changed",
+                vms=len(changed),
+                pages=int(sum(h.size for h in fresh.values())),
+            )
+        return changed
+
+    async def run_swap_hints(self, interval_s: float = SWAP_HINT_INTERVAL_S) -> None:
+        """Every `interval_s` ticks, pushes changed swap-out hints on the WatchTarget streams."""
+        while True:
+            await self.clock.sleep_s(interval_s)
+            for vm_id in self.refresh_swap_hints():
+                await self.target_changed(vm_id)
 
     async def pfns(
         self, context: grpc.aio.ServicerContext, api: str, raw: bytes, field: str, limit: int
@@ -311,23 +385,28 @@ class HypervisorShell:
         async with condition:
             condition.notify_all()
 
-    def _watched(self, vm_id: str) -> tuple[BalloonTarget, int]:
-        return self.host.target(vm_id), self.host.free_page_hint_cmd_id(vm_id)
+    def _watched(self, vm_id: str) -> tuple[BalloonTarget, int, int]:
+        return (
+            self.host.target(vm_id),
+            self.host.free_page_hint_cmd_id(vm_id),
+            self._swap_hint_version.get(vm_id, 0),
+        )
 
     async def watch(self, vm_id: str) -> AsyncIterator[BalloonTarget]:
         """The current target, then each change of it or of the free page hint command,
         until close(). Callers read the hint command from the host as they send."""
         condition = self._condition(vm_id)
-        last: tuple[BalloonTarget, int] | None = None
-        while not self._closing:
+        last: tuple[BalloonTarget, int, int] | None = None
+        while not self._closing and vm_id not in self.migrated_to:
             current = self._watched(vm_id)
             if current != last:
                 last = current
                 yield current[0]
             seen = current
 
-            def moved(seen: tuple[BalloonTarget, int] = seen) -> bool:
-                return self._closing or self._watched(vm_id) != seen
+            def moved(seen: tuple[BalloonTarget, int, int] = seen) -> bool:
+                gone = vm_id in self.migrated_to
+                return self._closing or gone or self._watched(vm_id) != seen
 
             async with condition:
                 await condition.wait_for(moved)
@@ -476,6 +555,7 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
         vm_id = await shell.vm_principal(context, self.API)
         shell.counted(self.API, "Balloon")
         async for batch in request_iterator:
+            await shell.guest_gate(context, self.API, vm_id)
             try:
                 reply = self._batch(vm_id, batch.pages, not batch.deflate)
             except Refused as exc:
@@ -583,6 +663,7 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
         shell.counted(self.API, "WatchTarget")
         async for target in shell.watch(vm_id):
             yield shell.stream_target(vm_id, target)
+        await shell.guest_gate(context, self.API, vm_id)  # the VM moved: redirect its guest
 
     async def ReportRequestOutcome(
         self, request: hypercall_pb2.RequestOutcome, context: grpc.aio.ServicerContext

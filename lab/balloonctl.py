@@ -19,10 +19,10 @@ from rich.console import Console
 
 from balloon_common.auth import read_token_file
 from lab.client import Endpoints, LabClientError, OperatorClient
-from lab.ctl import core, host, policy
+from lab.ctl import core, host, migration, policy
 from lab.ctl.base import CtlParser, Ctx
 
-COMMAND_MODULES = (core, host, policy)
+COMMAND_MODULES = (core, host, policy, migration)
 EXIT_ERROR = 1
 
 

@@ -126,6 +126,8 @@ def build_configs(
             ],
             "operator_token": tokens["operator"],
             "stats_interval_s": 2.0,
+            # Written only when off, so configs rendered for the default stay as they were.
+            **({} if host.reclaim_hints else {"reclaim_hints": False}),
             "clock": clock,
         },
         "agent": {
@@ -187,6 +189,8 @@ class Child:
     serves: bool = True
     process: asyncio.subprocess.Process | None = None
     ready: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    """Further command-line arguments (e.g. the hypervisor's --migration-config)."""
     _log: IO[bytes] | None = None
 
     @property
@@ -210,6 +214,7 @@ class Child:
         argv += ["--ready-file", str(self.ready_path)]
         if self.serves:
             argv += ["--listen", f"{LOOPBACK}:0", "--metrics-listen", f"{LOOPBACK}:0"]
+        argv += self.extra_args
         self.ready_path.unlink(missing_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
@@ -274,10 +279,14 @@ class Child:
 class Lab:
     """A running lab. `start()` brings every process up; `stop()` takes them down."""
 
-    def __init__(self, scenario: Scenario, run_dir: Path) -> None:
+    def __init__(
+        self, scenario: Scenario, run_dir: Path, migration: dict[str, Any] | None = None
+    ) -> None:
         self.scenario = scenario
         self.run_dir = run_dir
         self.epoch_unix_s = 0.0
+        self.migration = migration
+        """The hypervisor's --migration-config (lab/cluster.py sets it for several hosts)."""
         self.hypervisor = Child("hypervisor", "hypervisor_mock", run_dir)
         self.agent = Child("agent", "agent", run_dir)
         self.guests = [
@@ -305,8 +314,14 @@ class Lab:
             tokens[DEVICE_MODEL] = new_token()
         token_file = self.run_dir / "operator.token"
         write_token_file(token_file, tokens["operator"])
-        # Tick 0 a moment from now, so every process starts on the same clock.
-        self.epoch_unix_s = time.time()
+        # Tick 0 a moment from now, so every process starts on the same clock (a cluster
+        # sets it beforehand, so every host shares it).
+        self.epoch_unix_s = self.epoch_unix_s or time.time()
+        if self.migration is not None:
+            migration_file = self.run_dir / "migration.json"
+            migration_file.touch(mode=0o600, exist_ok=True)
+            migration_file.write_text(json.dumps(self.migration, indent=2), encoding="utf-8")
+            self.hypervisor.extra_args = ["--migration-config", str(migration_file)]
 
         configs = build_configs(self.scenario, tokens, self.epoch_unix_s, run_dir=self.run_dir)
         self.hypervisor.write_config(configs["hypervisor"])

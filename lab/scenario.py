@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,8 @@ class HostSpec:
     """Share of each node free at the start (the rest the host holds itself)."""
     sources: tuple[str, ...]
     """The capture files the host was built from, for the report."""
+    reclaim_hints: bool = True
+    """The host tells guests which pages it is about to reclaim (CLOCK's H bit)."""
 
     @property
     def total_pages(self) -> int:
@@ -168,6 +170,8 @@ class GuestSpec:
     """Host page size behind the guest: "4k", or "2m" for pinned huge pages."""
     transport: str = "hypercall"
     """How the balloon driver reaches the host: "hypercall" or "mmio" (emulated device)."""
+    host: str = "host0"
+    """The host ([[host]] name) the guest starts on."""
 
 
 FAULT_ACTIONS = ("kill", "pin", "unpin")
@@ -234,6 +238,12 @@ class Scenario:
     """Simulated seconds each trace row lasts in this lab (time compression)."""
     faults: tuple[FaultSpec, ...] = ()
     """Faults to inject ([[fault]] tables), in the order they fire."""
+    hosts: tuple[tuple[str, HostSpec], ...] = ()
+    """Every host by name, in file order; `host` is the first. One [host] table is "host0"."""
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.hosts) or ("host0",)
 
     @property
     def committed_pages(self) -> int:
@@ -362,12 +372,18 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
     tick_s_per_row = lab.number("tick_s_per_row", 1.0, low=0.001)
     lab.finish()
 
-    host = _parse_host(top.table("host", required=True), base)
+    hosts = _parse_hosts(top, base)
+    host = hosts[0][1]
+    by_name = dict(hosts)
 
     guests: list[GuestSpec] = []
     seen_ids: set[str] = set()
     for g in top.tables("guest"):
-        spec = _parse_guest(g, base, len(host.nodes), seed + len(guests))
+        on = g.get("host", str, hosts[0][0])
+        if on not in by_name:
+            raise ScenarioError(f"{g._where}.host: {on!r} is not a [[host]] name")
+        spec = _parse_guest(g, base, len(by_name[on].nodes), seed + len(guests))
+        spec = replace(spec, host=on)
         if spec.vm_id in seen_ids:
             raise ScenarioError(f"{g._where}.vm_id: {spec.vm_id!r} is used twice")
         seen_ids.add(spec.vm_id)
@@ -394,7 +410,25 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
         policy=policy,
         tick_s_per_row=tick_s_per_row,
         faults=faults,
+        hosts=tuple(hosts),
     )
+
+
+def _parse_hosts(top: _Table, base: Path) -> list[tuple[str, HostSpec]]:
+    """One [host] table (named "host0") or an array of [[host]] tables, each with a name."""
+    if not isinstance(top._raw.get("host"), list):
+        return [("host0", _parse_host(top.table("host", required=True), base))]
+    hosts: list[tuple[str, HostSpec]] = []
+    for i, t in enumerate(top.tables("host")):
+        name = t.get("name", str, f"host{i}")
+        if not name or not all(c.isalnum() or c in "-_" for c in name) or len(name) > 32:
+            raise ScenarioError(f"{t._where}.name: {name!r} must be 1-32 letters, digits, - or _")
+        if any(name == other for other, _ in hosts):
+            raise ScenarioError(f"{t._where}.name: {name!r} is used twice")
+        hosts.append((name, _parse_host(t, base)))
+    if not hosts:
+        raise ScenarioError("host: a scenario needs at least one host")
+    return hosts
 
 
 def _parse_fault(f: _Table, duration_s: float, guests: list[GuestSpec]) -> FaultSpec:
@@ -448,6 +482,7 @@ def _parse_fault(f: _Table, duration_s: float, guests: list[GuestSpec]) -> Fault
 def _parse_host(t: _Table, base: Path) -> HostSpec:
     scale = t.number("memory_scale", 1.0, low=1e-6, high=1.0)
     free_fraction = t.number("free_fraction", 0.97, low=0.0, high=1.0)
+    reclaim_hints = bool(t.get("reclaim_hints", bool, True))
     sources: list[str] = []
     meminfo = t.get("numa_meminfo", list, None)
     node_mib = t.get("node_mib", list, None)
@@ -524,7 +559,12 @@ def _parse_host(t: _Table, base: Path) -> HostSpec:
         for i, n in enumerate(totals)
     )
     return HostSpec(
-        nodes=nodes, distances=rows, swap=swap, free_fraction=free_fraction, sources=tuple(sources)
+        nodes=nodes,
+        distances=rows,
+        swap=swap,
+        free_fraction=free_fraction,
+        sources=tuple(sources),
+        reclaim_hints=reclaim_hints,
     )
 
 

@@ -1,11 +1,10 @@
 """Defragmenting reclaim in a real lab: `balloonctl defrag` forms free 2 MiB host blocks.
 
-Host: one node of 64 MiB. Guests: "filler", and "frag" whose kernel is tiny.
-Both boot and touch their working sets; then an operator squeezes "frag" to
-1 MiB, which frees most of its frames but leaves a few dozen in some 2 MiB
-blocks: nearly free blocks that cannot be handed out as huge pages. The
-defrag asks "frag" for exactly those pages and the host's buddy lists gain
-whole order-9 blocks.
+Host: one node of 64 MiB. Guest: "frag", whose kernel is tiny, boots and
+touches its working set; then an operator squeezes it to 1 MiB, which frees
+most of its frames but leaves a few dozen in some 2 MiB blocks: nearly free
+blocks that cannot be handed out as huge pages. The defrag asks "frag" for
+exactly those pages and the host's buddy lists gain whole order-9 blocks.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from agent.defrag_run import order9_from_buddyinfo
 from balloon.v1 import agent_pb2
 from balloon_common.auth import read_token_file
 from lab import scenario as scenario_mod
-from lab.client import OperatorClient
+from lab.client import LabClientError, OperatorClient
 from lab.launcher import Lab
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -46,11 +45,6 @@ capacity_mib = 32
 
 [policy]
 interval_s = 2
-
-[[guest]]
-vm_id = "filler"
-memory_mib = 48
-working_set_fraction = 0.3
 
 [[guest]]
 vm_id = "frag"
@@ -113,23 +107,31 @@ async def fragmented(client: OperatorClient) -> list[Any] | None:
 async def test_defrag_forms_order9_blocks_the_buddy_lists_show(
     lab: Lab, client: OperatorClient
 ) -> None:
-    """After squeezing "frag", `balloonctl defrag --blocks 2 --json` asks "frag" for the pages
+    """After squeezing "frag", `balloonctl defrag --blocks 1 --json` asks "frag" for the pages
     of nearly free blocks and reports at least one order-9 block formed; the host's own
     buddyinfo agrees, and the agent's metric counts the blocks."""
 
     async def booted() -> bool | None:
         vms = {v.vm_id: v for v in await client.host_vms()}
-        ready = len(vms) == 2 and all(v.driver_attached and v.resident_pages for v in vms.values())
+        ready = "frag" in vms and vms["frag"].driver_attached and vms["frag"].resident_pages > 0
         return True if ready else None
 
-    await poll_until(booted, "both guests to attach and touch memory")
-    await client.set_target(agent_pb2.SetTargetRequest(vm_id="frag", guest_mib=1))
+    async def squeezed() -> agent_pb2.VmStatus | None:
+        try:
+            return await client.set_target(agent_pb2.SetTargetRequest(vm_id="frag", guest_mib=1))
+        except LabClientError:
+            return None  # the agent has not polled the attached driver yet
+
+    await poll_until(booted, '"frag" to attach and touch memory')
+    await poll_until(squeezed, 'the agent to pin "frag" to 1 MiB')
     candidates = await poll_until(
         lambda: fragmented(client), 'nearly free 2 MiB blocks holding only "frag" frames'
     )
     before = order9_from_buddyinfo(await client.buddyinfo())
 
-    reply = await balloonctl(lab, "defrag", "--blocks", "2", "--wait-s", "60")
+    # One block: the cheapest is the one made of "frag"'s anonymous pages; the
+    # other holds its kernel pages, which no balloon can take.
+    reply = await balloonctl(lab, "defrag", "--blocks", "1", "--wait-s", "60")
     after = order9_from_buddyinfo(await client.buddyinfo())
     assert lab.endpoints is not None
     metrics = scrape(lab.endpoints.agent_metrics)
@@ -139,7 +141,7 @@ async def test_defrag_forms_order9_blocks_the_buddy_lists_show(
     assert int(reply["order9_free_after"]) - int(reply["order9_free_before"]) >= 1
     assert after >= before + 1, (before, after, reply)
     assert {v["vm_id"] for v in reply["vms"]} == {"frag"}
-    assert int(reply["asked_pages"]) <= 2 * MAX_USED_PAGES
+    assert 0 < int(reply["asked_pages"]) <= MAX_USED_PAGES
     formed = metrics[("balloonlab_agent_defrag_blocks_formed_total", ())]
     assert formed >= int(reply["blocks_formed"])
     assert metrics[("balloonlab_agent_decisions_total", (("reason", "defrag"),))] >= 1
