@@ -120,138 +120,97 @@ class OperatorClient:
             raise LabClientError("no hypervisor address (use --host HOST:PORT)")
         return self._host
 
-    async def status(self) -> agent_pb2.AgentStatus:
+    async def _call(
+        self, what: str, method: Any, request: Any, timeout_s: float = CALL_TIMEOUT_S
+    ) -> Any:
+        """Calls one RPC with the credential; a failure becomes one LabClientError sentence."""
         try:
-            reply: agent_pb2.AgentStatus = await self._agent_stub().GetStatus(
-                agent_pb2.GetStatusRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
+            return await method(request, metadata=self._metadata, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+            raise LabClientError(describe_rpc_error(exc, what)) from exc
+
+    async def _agent_call(self, name: str, request: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        return await self._call("agent", getattr(self._agent_stub(), name), request, timeout_s)
+
+    async def _host_call(self, name: str, request: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
+        return await self._call("hypervisor", getattr(self._host_stub(), name), request, timeout_s)
+
+    async def status(self) -> agent_pb2.AgentStatus:
+        reply: agent_pb2.AgentStatus = await self._agent_call(
+            "GetStatus", agent_pb2.GetStatusRequest()
+        )
         return reply
 
     async def vms(self) -> list[agent_pb2.VmStatus]:
-        try:
-            reply = await self._agent_stub().ListVms(
-                agent_pb2.AgentListVmsRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply = await self._agent_call("ListVms", agent_pb2.AgentListVmsRequest())
         return list(reply.vms)
 
     async def set_target(self, request: agent_pb2.SetTargetRequest) -> agent_pb2.VmStatus:
-        try:
-            reply = await self._agent_stub().SetTarget(
-                request, metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply = await self._agent_call("SetTarget", request)
         vm: agent_pb2.VmStatus = reply.vm
         return vm
 
     async def rmax(self) -> agent_pb2.RmaxReport:
-        try:
-            reply: agent_pb2.RmaxReport = await self._agent_stub().GetRmax(
-                agent_pb2.GetRmaxRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply: agent_pb2.RmaxReport = await self._agent_call("GetRmax", agent_pb2.GetRmaxRequest())
         return reply
 
     async def reclaim(self, pages: int, wait_s: float = 0.0) -> agent_pb2.ReclaimReply:
         """Reclaim `pages`; the call may wait `wait_s` ticks, so its deadline grows with it."""
-        try:
-            reply: agent_pb2.ReclaimReply = await self._agent_stub().Reclaim(
-                agent_pb2.ReclaimRequest(pages=pages, wait_s=wait_s),
-                metadata=self._metadata,
-                timeout=CALL_TIMEOUT_S + RECLAIM_WAIT_WALL_S_PER_TICK * wait_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply: agent_pb2.ReclaimReply = await self._agent_call(
+            "Reclaim",
+            agent_pb2.ReclaimRequest(pages=pages, wait_s=wait_s),
+            CALL_TIMEOUT_S + RECLAIM_WAIT_WALL_S_PER_TICK * wait_s,
+        )
         return reply
 
     async def defragment(self, wanted_blocks: int, wait_s: float) -> agent_pb2.DefragmentReply:
         """Form `wanted_blocks` free 2 MiB host blocks, waiting up to `wait_s` ticks for them."""
-        try:
-            reply: agent_pb2.DefragmentReply = await self._agent_stub().Defragment(
-                agent_pb2.DefragmentRequest(wanted_blocks=wanted_blocks, wait_s=wait_s),
-                metadata=self._metadata,
-                timeout=CALL_TIMEOUT_S + RECLAIM_WAIT_WALL_S_PER_TICK * wait_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply: agent_pb2.DefragmentReply = await self._agent_call(
+            "Defragment",
+            agent_pb2.DefragmentRequest(wanted_blocks=wanted_blocks, wait_s=wait_s),
+            CALL_TIMEOUT_S + RECLAIM_WAIT_WALL_S_PER_TICK * wait_s,
+        )
         return reply
 
     async def diagnose(self, vm_id: str = "") -> agent_pb2.DiagnoseReply:
-        try:
-            reply: agent_pb2.DiagnoseReply = await self._agent_stub().Diagnose(
-                agent_pb2.DiagnoseRequest(vm_id=vm_id),
-                metadata=self._metadata,
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply: agent_pb2.DiagnoseReply = await self._agent_call(
+            "Diagnose", agent_pb2.DiagnoseRequest(vm_id=vm_id)
+        )
         return reply
 
     async def hugepages(self, vm_id: str) -> agent_pb2.HugePagesReply:
-        try:
-            reply: agent_pb2.HugePagesReply = await self._agent_stub().HugePages(
-                agent_pb2.HugePagesRequest(vm_id=vm_id),
-                metadata=self._metadata,
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "agent")) from exc
+        reply: agent_pb2.HugePagesReply = await self._agent_call(
+            "HugePages", agent_pb2.HugePagesRequest(vm_id=vm_id)
+        )
         return reply
 
     async def host(self) -> host_pb2.HostState:
-        try:
-            reply: host_pb2.HostState = await self._host_stub().GetHost(
-                host_pb2.GetHostRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        reply: host_pb2.HostState = await self._host_call("GetHost", host_pb2.GetHostRequest())
         return reply
 
     async def host_vms(self) -> list[host_pb2.VmState]:
-        try:
-            reply = await self._host_stub().ListVms(
-                host_pb2.ListVmsRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        reply = await self._host_call("ListVms", host_pb2.ListVmsRequest())
         return list(reply.vms)
 
     async def buddyinfo(self) -> host_pb2.BuddyInfo:
-        try:
-            reply: host_pb2.BuddyInfo = await self._host_stub().GetBuddyInfo(
-                host_pb2.GetBuddyInfoRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        reply: host_pb2.BuddyInfo = await self._host_call(
+            "GetBuddyInfo", host_pb2.GetBuddyInfoRequest()
+        )
         return reply
 
     async def zoneinfo(self) -> host_pb2.ZoneInfo:
         """Zones, watermarks, pagetypeinfo and the unusable free space index."""
-        try:
-            reply: host_pb2.ZoneInfo = await self._host_stub().GetZoneInfo(
-                host_pb2.GetZoneInfoRequest(), metadata=self._metadata, timeout=CALL_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        reply: host_pb2.ZoneInfo = await self._host_call(
+            "GetZoneInfo", host_pb2.GetZoneInfoRequest()
+        )
         return reply
 
     async def reclaim_blocks(
         self, max_used_pages: int = 0, max_blocks: int = 0
     ) -> list[host_pb2.ReclaimBlock]:
         """Nearly free 2 MiB host blocks and the owner of each used frame (0: server default)."""
-        try:
-            reply: host_pb2.ReclaimBlocks = await self._host_stub().FindReclaimBlocks(
-                host_pb2.FindReclaimBlocksRequest(
-                    max_used_pages=max_used_pages, max_blocks=max_blocks
-                ),
-                metadata=self._metadata,
-                timeout=CALL_TIMEOUT_S,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, "hypervisor")) from exc
+        reply: host_pb2.ReclaimBlocks = await self._host_call(
+            "FindReclaimBlocks",
+            host_pb2.FindReclaimBlocksRequest(max_used_pages=max_used_pages, max_blocks=max_blocks),
+        )
         return list(reply.blocks)
