@@ -7,16 +7,11 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape
 
 from balloon.v1 import host_pb2
-from balloon_common.auth import read_token_file
-from lab import scenario as scenario_mod
 from lab.client import OperatorClient
 from lab.launcher import Lab
 
@@ -52,26 +47,6 @@ home_node = 1
 backing = "2m"
 working_set_fraction = 0.25
 """
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    root = tmp_path_factory.mktemp("host-memory")
-    sc = scenario_mod.load(write_scenario(root / "host-memory.toml", SCENARIO))
-    running = Lab(sc, root / "run")
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(lab: Lab) -> AsyncIterator[OperatorClient]:
-    assert lab.endpoints is not None
-    token = read_token_file(Path(lab.endpoints.operator_token_file))
-    async with OperatorClient(lab.endpoints.agent, lab.endpoints.hypervisor, token) as c:
-        yield c
 
 
 def balloonctl(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:

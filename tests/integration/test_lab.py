@@ -18,18 +18,14 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
-from labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape
 
 from balloon.v1 import host_pb2, host_pb2_grpc, hypercall_pb2, hypercall_pb2_grpc
-from balloon_common.auth import call_metadata, read_token_file
+from balloon_common.auth import call_metadata
 from balloon_common.pfns import pack
-from lab import scenario as scenario_mod
 from lab.client import OperatorClient
 from lab.launcher import Lab
 
@@ -102,26 +98,6 @@ def expected_ratio(vms: list[host_pb2.VmState]) -> float:
     """R over the capable guests, computed from the hypervisor's own numbers."""
     usable = sum(v.guest_pages - v.target.target_pages for v in vms if v.vm_id in CAPABLE)
     return usable / CAPACITY_PAGES
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    root = tmp_path_factory.mktemp("lab")
-    sc = scenario_mod.load(write_scenario(root / "integration.toml", SCENARIO))
-    running = Lab(sc, root / "run")
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(lab: Lab) -> AsyncIterator[OperatorClient]:
-    assert lab.endpoints is not None
-    token = read_token_file(Path(lab.endpoints.operator_token_file))
-    async with OperatorClient(lab.endpoints.agent, lab.endpoints.hypervisor, token) as c:
-        yield c
 
 
 async def converged(client: OperatorClient) -> list[host_pb2.VmState] | None:

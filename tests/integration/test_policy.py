@@ -19,12 +19,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape
 
 from agent.swapstorm import StormVm, max_ratio
 from balloon.v1 import agent_pb2
 from balloon_common.auth import read_token_file
-from lab import scenario as scenario_mod
 from lab.client import OperatorClient
 from lab.launcher import Lab
 
@@ -89,18 +88,6 @@ users_served = 50
 tlb_miss_cost_per_s = {TLB_COST}
 reclaim_flex_value_per_s = {FLEX_VALUE}
 """
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    root = tmp_path_factory.mktemp("policy-lab")
-    sc = scenario_mod.load(write_scenario(root / "policy.toml", SCENARIO))
-    running = Lab(sc, root / "run")
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

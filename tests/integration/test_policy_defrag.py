@@ -12,18 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
-from labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape
 
 from agent.defrag_run import order9_from_buddyinfo
 from balloon.v1 import agent_pb2
-from balloon_common.auth import read_token_file
-from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
 from lab.launcher import Lab
 
@@ -57,26 +52,6 @@ kernel_fraction = 0.005
 
 #: Used frames a block may hold to count as nearly free (the agent's default).
 MAX_USED_PAGES = 64
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    root = tmp_path_factory.mktemp("defrag-lab")
-    sc = scenario_mod.load(write_scenario(root / "defrag.toml", SCENARIO))
-    running = Lab(sc, root / "run")
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(lab: Lab) -> AsyncIterator[OperatorClient]:
-    assert lab.endpoints is not None
-    token = read_token_file(Path(lab.endpoints.operator_token_file))
-    async with OperatorClient(lab.endpoints.agent, lab.endpoints.hypervisor, token) as c:
-        yield c
 
 
 async def balloonctl(lab: Lab, *args: str) -> Any:

@@ -8,15 +8,12 @@ for pages on node 0 through RequestBalloonPages(node, node_pages), and says so.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape
 
 from balloon_common.auth import read_token_file
-from lab import scenario as scenario_mod
 from lab.client import OperatorClient
 from lab.launcher import Lab
 
@@ -53,18 +50,6 @@ memory_mib = 16
 home_node = 1
 working_set_fraction = 0.3
 """
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    root = tmp_path_factory.mktemp("numa-lab")
-    sc = scenario_mod.load(write_scenario(root / "numa.toml", SCENARIO))
-    running = Lab(sc, root / "run")
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
 
 
 async def test_pressured_node_is_relieved_from_the_vm_whose_frames_sit_there(lab: Lab) -> None:

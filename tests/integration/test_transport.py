@@ -11,13 +11,10 @@ PFN set's size, the generation acted on, and the features negotiated.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
-import pytest_asyncio
-from labkit import poll_until, scrape, write_scenario
+from labkit import poll_until, scrape
 
 from balloon.v1 import (
     agent_pb2,
@@ -27,9 +24,8 @@ from balloon.v1 import (
     mmio_pb2,
     mmio_pb2_grpc,
 )
-from balloon_common.auth import call_metadata, read_token_file
+from balloon_common.auth import call_metadata
 from balloon_common.pfns import unpack
-from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
 from lab.launcher import Lab
 
@@ -71,26 +67,6 @@ working_set_fraction = 0.25
 features = ["MUST_TELL_HOST", "STATS_VQ", "DEFLATE_ON_OOM", "FREE_PAGE_HINT", "PAGE_POISON", "PAGE_REPORTING"]
 transport = "mmio"
 """
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    root = tmp_path_factory.mktemp("transport")
-    sc = scenario_mod.load(write_scenario(root / "transport.toml", SCENARIO))
-    running = Lab(sc, root / "run")
-    try:
-        await running.start()
-        yield running
-    finally:
-        await running.stop()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def client(lab: Lab) -> AsyncIterator[OperatorClient]:
-    assert lab.endpoints is not None
-    token = read_token_file(Path(lab.endpoints.operator_token_file))
-    async with OperatorClient(lab.endpoints.agent, lab.endpoints.hypervisor, token) as c:
-        yield c
 
 
 def vm_token(lab: Lab, vm_id: str) -> str:
