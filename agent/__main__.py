@@ -13,15 +13,16 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from agent.api import SERVICE_NAME, AgentServicer
 from agent.collector import GrpcHostClient
-from agent.config import AgentConfig
+from agent.config import AgentConfig, peer_policy
 from agent.defrag_run import GrpcDefragHost
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
+from agent.peers import PeerPolicy
 from agent.state import AgentState
 from balloon.v1 import agent_pb2_grpc
 from balloon_common import logs
 from balloon_common.auth import Authenticator
-from balloon_common.clock import LabClock
+from balloon_common.clock import Clock, LabClock, open_clock
 from balloon_common.config import ConfigError, load_json
 from balloon_common.serving import (
     ListenAddressError,
@@ -47,18 +48,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(config: AgentConfig, args: argparse.Namespace, stop: asyncio.Event) -> None:
+async def serve(
+    config: AgentConfig,
+    args: argparse.Namespace,
+    stop: asyncio.Event,
+    peer: PeerPolicy | None = None,
+    clock: Clock | None = None,
+) -> None:
     """Runs the loop and both servers until `stop` is set."""
     # The *_created series double every counter for no use to the lab.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
     state = AgentState(config=config.policy, vm_policies=dict(config.vm_policies))
-    clock = LabClock(config.clock)
+    clock = clock or LabClock(config.clock)
     async with grpc.aio.insecure_channel(config.hypervisor) as channel:
         host = GrpcHostClient(channel, config.operator_token)
         defrag_host = GrpcDefragHost(channel, config.operator_token)
-        loop = ControlLoop(host, state, metrics, clock, defrag_host, defrag_host)
+        loop = ControlLoop(host, state, metrics, clock, defrag_host, defrag_host, peer)
         loop.show()
         servicer = AgentServicer(
             state, host, loop, metrics, Authenticator({"operator": config.operator_token})
@@ -97,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = AgentConfig.from_dict(load_json(args.config))
+        peer = peer_policy(config)
         for flag, address in (("--listen", args.listen), ("--metrics-listen", args.metrics_listen)):
             try:
                 split_address(address)
@@ -106,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"agent: config error: {exc}", file=sys.stderr)
         return 2
     logs.configure("agent")
-    return run_until_signalled(lambda stop: serve(config, args, stop))
+
+    async def run(stop: asyncio.Event) -> None:
+        async with open_clock(config.clock) as clock:
+            await serve(config, args, stop, peer, clock)
+
+    return run_until_signalled(run)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@ else is a bug and ends the process.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 import structlog
 
 from agent.actuator import Actuation, apply_plan
@@ -19,6 +22,7 @@ from agent.diagnosis import Diagnosis
 from agent.metrics import AgentMetrics
 from agent.migration import MigrationRequest
 from agent.numa import NumaVm, plan_node_reclaim, pressured_nodes, remote_placements
+from agent.peers import PeerPolicy, PolicyKind
 from agent.policy import Plan, Reason, decide
 from agent.robust import Escalation, note_failure, note_success
 from agent.snapshot import HostSnapshot
@@ -53,6 +57,36 @@ NUMA_SKIP_REASONS = frozenset(
 REMOTE_WATCH_S = 30.0
 
 
+#: The decision reason a peer's targets carry, by kind.
+PEER_REASONS: Mapping[PolicyKind, Reason] = {
+    PolicyKind.MOM: Reason.MOM,
+    PolicyKind.PROXMOX: Reason.PROXMOX,
+    PolicyKind.STATIC: Reason.STATIC,
+    PolicyKind.NONE: Reason.NO_BALLOONING,
+    PolicyKind.ORACLE: Reason.ORACLE,
+}
+
+
+def peer_plan(plan: Plan, targets: Mapping[str, int], reason: Reason) -> Plan:
+    """`plan` with its decisions replaced by a peer's targets, each marked `reason`.
+
+    An operator's pin (MANUAL) still wins. A VM the peer leaves alone keeps
+    its target, as EXCLUDED if our policy excluded it, else STEADY. The rest
+    of the plan (R, the swap-storm model, assessments) is our policy's view of
+    the same snapshot, kept for the API and the metrics.
+    """
+    decisions = []
+    for d in plan.decisions:
+        if d.reason == Reason.MANUAL:
+            decisions.append(d)
+        elif d.vm_id in targets:
+            decisions.append(replace(d, new_target_pages=targets[d.vm_id], reason=reason))
+        else:
+            kept = Reason.EXCLUDED if d.reason == Reason.EXCLUDED else Reason.STEADY
+            decisions.append(replace(d, new_target_pages=d.current_target_pages, reason=kept))
+    return replace(plan, decisions=tuple(decisions))
+
+
 def backoff_s(failures: int) -> float:
     """Delay after `failures` consecutive failed polls (failures >= 1)."""
     return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** max(0, failures - 1))
@@ -69,8 +103,10 @@ class ControlLoop:
         clock: Clock,
         defrag_host: DefragHost | None = None,
         numa_host: NodeReclaimHost | None = None,
+        peer: PeerPolicy | None = None,
     ) -> None:
         self._host = host
+        self._peer = peer
         self._state = state
         self._metrics = metrics
         self._clock = clock
@@ -86,6 +122,13 @@ class ControlLoop:
     def defrag_host(self) -> DefragHost | None:
         """The Host API calls a defrag needs; None if this agent cannot defragment."""
         return self._defrag_host
+
+    @property
+    def interval_s(self) -> float:
+        """Ticks between rounds: our policy's interval, or the peer's own."""
+        if self._peer is not None:
+            return self._peer.interval_s
+        return self._state.config.interval_s
 
     @property
     def clock(self) -> Clock:
@@ -145,6 +188,8 @@ class ControlLoop:
             vm_policies=state.vm_policies,
         )
         state.view = proposed.view
+        if self._peer is not None:
+            return await self._peer_round(self._peer, proposed, snapshot)
         state.holds = {k: v for k, v in state.holds.items() if snapshot.now_s < v.until_s}
         hardened = harden(proposed, snapshot, state.tracks, state.holds, config)
         plan = hardened.plan
@@ -199,6 +244,34 @@ class ControlLoop:
         except HostUnavailable as exc:
             self._note_failure(exc)
             raise
+        self.show()
+        return plan, actuation
+
+    async def _peer_round(
+        self, peer: PeerPolicy, proposed: Plan, snapshot: HostSnapshot
+    ) -> tuple[Plan, Actuation]:
+        """The rest of a round when a peer policy decides.
+
+        The peer's targets go through the same actuator, decision log and
+        counters as ours. Our policy's extras (escalation, migration, NUMA and
+        defrag requests) are left out: the peer is measured as it ships.
+        Swap diagnosis still runs; it only observes.
+        """
+        state = self._state
+        plan = peer_plan(proposed, peer.targets(snapshot), PEER_REASONS[peer.kind])
+        state.plan = plan
+        diagnoses, state.diag_view = diagnose_vms(snapshot, plan, state.diag_view, state.config)
+        self._record_diagnoses(diagnoses)
+        self._record(plan)
+        try:
+            actuation = await apply_plan(plan, snapshot, self._host, self._metrics)
+        except HostUnavailable as exc:
+            self._note_failure(exc)
+            raise
+        for done in actuation.applied:
+            state.record_target(done.vm_id, done.target_pages, done.generation)
+        if actuation.stale:
+            await self.refresh()
         self.show()
         return plan, actuation
 
@@ -474,11 +547,16 @@ class ControlLoop:
             )
 
     async def run(self) -> None:
-        """Rounds every interval_s ticks until cancelled."""
+        """Rounds every interval_s ticks until cancelled.
+
+        The first round waits for a zero sleep: under a lock-step clock that is
+        this process's first turn, so even tick 0 runs in a fixed order.
+        """
+        await self._clock.sleep_s(0.0)
         while True:
             try:
                 await self.run_round()
             except HostUnavailable:
                 await self._clock.sleep_s(backoff_s(self._failures or 1))
                 continue
-            await self._clock.sleep_s(self._state.config.interval_s)
+            await self._clock.sleep_s(self.interval_s)

@@ -19,9 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from agent.snapshot import HostSnapshot, VmSnapshot
 from balloon_common.pfns import PAGE_SIZE_BYTES
+from guest_driver.trace import Workload
 
 PAGES_PER_MIB = (1 << 20) // PAGE_SIZE_BYTES
 
@@ -327,3 +329,97 @@ def oracle(
         if target != vm.target_pages:
             out[vm.vm_id] = target
     return out
+
+
+# --- selection: which policy the agent runs -----------------------------------
+
+
+class PolicyKind(StrEnum):
+    """The scenario's [policy] kind: our policy or one of the peers above."""
+
+    BALLOONLAB = "balloonlab"
+    MOM = "mom"
+    PROXMOX = "proxmox"
+    STATIC = "static"
+    NONE = "none"
+    ORACLE = "oracle"
+
+
+#: Ticks between rounds for a peer that has no interval of its own.
+DEFAULT_PEER_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class Foresight:
+    """Every VM's workload, known ahead of time: what the oracle reads the future from.
+
+    The workloads are the guests' own (guest_driver.trace), built from the
+    same trace specs, so ws(t) here is what the guest will demand at t.
+    """
+
+    workloads: Mapping[str, Workload]
+    """Per vm_id, the guest's workload."""
+    step_s: float = 1.0
+    """Ticks between the samples taken over a horizon."""
+
+    def max_ws_pages(self, snapshot: HostSnapshot, horizon_s: float) -> dict[str, int]:
+        """Per VM, the largest working set from the snapshot's tick to horizon_s later, pages.
+
+        Pages are rounded as the guest rounds them (fraction x guest_pages).
+        """
+        ticks = max(0, math.ceil(horizon_s / self.step_s))
+        out: dict[str, int] = {}
+        for vm in snapshot.vms:
+            workload = self.workloads.get(vm.vm_id)
+            if workload is None:
+                continue
+            fractions = (
+                workload.working_set_fraction(snapshot.now_s + i * self.step_s)
+                for i in range(ticks + 1)
+            )
+            peak = min(1.0, max(0.0, max(fractions)))
+            out[vm.vm_id] = round(peak * vm.guest_pages)
+        return out
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """A peer policy chosen by kind, with its constants (the published defaults)."""
+
+    kind: PolicyKind
+    """Which peer; never BALLOONLAB (our policy is agent/policy.py's `decide`)."""
+    foresight: Foresight | None = None
+    """The future working sets; the oracle needs it, the others ignore it."""
+    mom: MomParams = MomParams()
+    proxmox: ProxmoxParams = ProxmoxParams()
+    static: StaticParams = StaticParams()
+    oracle: OracleParams = OracleParams()
+
+    def __post_init__(self) -> None:
+        if self.kind == PolicyKind.BALLOONLAB:
+            raise ValueError("kind: balloonlab is not a peer policy")
+        if self.kind == PolicyKind.ORACLE and self.foresight is None:
+            raise ValueError("kind: the oracle needs every VM's trace (foresight)")
+
+    @property
+    def interval_s(self) -> float:
+        """Ticks between rounds: the source's own interval."""
+        if self.kind == PolicyKind.MOM:
+            return self.mom.interval_s
+        if self.kind == PolicyKind.PROXMOX:
+            return self.proxmox.interval_s
+        return DEFAULT_PEER_INTERVAL_S
+
+    def targets(self, snapshot: HostSnapshot) -> Targets:
+        """One round of this peer on `snapshot`."""
+        if self.kind == PolicyKind.MOM:
+            return mom_balloon_rules(snapshot, self.mom)
+        if self.kind == PolicyKind.PROXMOX:
+            return proxmox_auto_balloon(snapshot, self.proxmox)
+        if self.kind == PolicyKind.STATIC:
+            return static_floor(snapshot, self.static)
+        if self.kind == PolicyKind.NONE:
+            return no_ballooning(snapshot)
+        assert self.foresight is not None
+        future = self.foresight.max_ws_pages(snapshot, self.interval_s)
+        return oracle(snapshot, future, self.oracle)

@@ -205,6 +205,16 @@ class Reason(StrEnum):
     """Asked to balloon pages on a node whose free frames fell under the threshold."""
     DEFRAG = "defrag"
     """Asked to balloon the few pages that keep a nearly free 2 MiB host block in use."""
+    MOM = "mom"
+    """Set by MoM's default balloon rules (agent/peers.py), the [policy] kind."""
+    PROXMOX = "proxmox"
+    """Set by Proxmox VE's auto-ballooning (agent/peers.py)."""
+    STATIC = "static"
+    """Set to a static floor (agent/peers.py)."""
+    NO_BALLOONING = "none"
+    """Deflated by the no-ballooning peer (agent/peers.py)."""
+    ORACLE = "oracle"
+    """Set by the oracle, which reads every VM's future working set (agent/peers.py)."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from balloon_common import logs
-from balloon_common.clock import LabClock
+from balloon_common.clock import Clock, LabClock, open_clock
 from balloon_common.config import ConfigError, load_json
 from balloon_common.serving import run_until_signalled, start_metrics_server, write_ready_file
 from hypervisor_mock.device_model.shared import open_shared_window
@@ -55,8 +55,9 @@ async def serve(
     ready_file: Path | None,
     metrics_listen: str | None,
     stop: asyncio.Event,
+    clock: Clock | None = None,
 ) -> None:
-    """Runs the guest until `stop` is set."""
+    """Runs the guest until `stop` is set (on `clock`, or real time from the config)."""
     structlog.contextvars.bind_contextvars(vm_id=config.vm_id)
     registry = CollectorRegistry()
     metrics = GuestMetrics(registry, config.vm_id)
@@ -98,7 +99,7 @@ async def serve(
             metrics_server, bound = await start_metrics_server(registry, metrics_listen)
             ready["metrics"] = bound
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(guest.run(LabClock(config.clock)))
+            tasks.create_task(_run_guest(guest, clock or LabClock(config.clock)))
             if driver is not None:
                 tasks.create_task(driver.watch_targets())
                 await _wait_ready(driver, stop)
@@ -123,6 +124,12 @@ async def serve(
         if bus is not None:
             await bus.close()
         log.info("guest_stopped")
+
+
+async def _run_guest(guest: Guest, clock: Clock) -> None:
+    """Steps the guest, from its first turn: under a lock-step clock tick 0 runs in order too."""
+    await clock.sleep_s(0.0)
+    await guest.run(clock)
 
 
 class _Stopping(Exception):
@@ -153,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"guest_driver: config error: {exc}", file=sys.stderr)
         return 2
     logs.configure("guest_driver")
-    return run_until_signalled(
-        lambda stop: serve(config, workload, args.ready_file, args.metrics_listen, stop)
-    )
+
+    async def run(stop: asyncio.Event) -> None:
+        async with open_clock(config.clock) as clock:
+            await serve(config, workload, args.ready_file, args.metrics_listen, stop, clock)
+
+    return run_until_signalled(run)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from balloon_common import logs
-from balloon_common.clock import LabClock
+from balloon_common.clock import Clock, LabClock, open_clock
 from balloon_common.config import ConfigError, load_json
 from balloon_common.serving import (
     ListenAddressError,
@@ -71,6 +71,7 @@ async def serve(
     args: argparse.Namespace,
     stop: asyncio.Event,
     migration: MigrationConfig | None = None,
+    clock: Clock | None = None,
 ) -> None:
     """Serves until `stop` is set, then stops the servers in order."""
     registry = CollectorRegistry(auto_describe=True)
@@ -83,7 +84,7 @@ async def serve(
     shell = HypervisorShell(
         host,
         authenticator,
-        LabClock(config.clock),
+        clock or LabClock(config.clock),
         registry,
         config.stats_interval_s,
         reclaim_hints=config.reclaim_hints,
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure("hypervisor_mock")
 
     async def run(stop: asyncio.Event) -> None:
-        await serve(config, host, args, stop, migration)
+        async with open_clock(config.clock) as clock:
+            await serve(config, host, args, stop, migration, clock)
 
     return run_until_signalled(run)
 

@@ -23,6 +23,7 @@ from balloon_common import logs
 from lab import compose
 from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
+from lab.cluster import run_cluster
 from lab.ctl.base import ratio_text
 from lab.ctl.core import vm_table
 from lab.launcher import Child, Lab, LabStartError
@@ -36,6 +37,8 @@ from lab.report import (
 )
 
 POLL_WALL_S = 1.0
+LOCKSTEP_POLL_S = 1.0
+"""Ticks between run-loop polls in lock-step mode."""
 DEFAULT_STATE_DIR = Path(".balloonlab")
 FAULT_EXIT_WAIT_S = 10.0
 """Wall seconds a killed process gets to exit before the run loop moves on."""
@@ -183,9 +186,13 @@ async def run_lab(
                         if fault.action == "kill":
                             # The rest wait for the restart at the top of the loop.
                             break
-                    await asyncio.sleep(
-                        min(POLL_WALL_S, max(0.0, (sc.duration_s - lab.now_s()) / sc.speed))
-                    )
+                    if lab.coordinator is not None:
+                        # Lock-step: poll at every tick, the tick held still meanwhile.
+                        await lab.wait_until_s(min(sc.duration_s, lab.now_s() + LOCKSTEP_POLL_S))
+                    else:
+                        await asyncio.sleep(
+                            min(POLL_WALL_S, max(0.0, (sc.duration_s - lab.now_s()) / sc.speed))
+                        )
                 if failure is None:
                     with contextlib.suppress(LabClientError):
                         status = await client.status()
@@ -304,6 +311,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     service.add_argument("kind", choices=sorted(compose.SERVICE_MODULES))
     service.add_argument("--template", type=Path, required=True, help="config template JSON")
+    service.add_argument(
+        "--migration-template",
+        type=Path,
+        default=None,
+        help="hypervisor only: migration.json template, passed as --migration-config",
+    )
     health = sub.add_parser(
         "health", help="exit 0 when a gRPC server's standard health service says SERVING"
     )
@@ -318,9 +331,15 @@ def _compose_command(args: argparse.Namespace) -> int:
         if args.command == "health":
             return 0 if compose.probe_health(args.address, args.service) else 1
         if args.command == "service":
-            compose.exec_service(args.kind, args.template, os.environ)
+            compose.exec_service(args.kind, args.template, os.environ, args.migration_template)
             return 1  # exec_service returns only by raising
         sc = scenario_mod.load(args.scenario)
+        if len(sc.hosts) > 1:
+            # Several [[host]] tables: one folder of templates per host, migration.json included.
+            for name, configs in compose.render_hosts(sc).items():
+                for path in compose.write_templates(configs, args.out / name):
+                    print(path)
+            return 0
         for path in compose.write_templates(compose.render(sc), args.out):
             print(path)
         return 0
@@ -344,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{sc.name}: {len(sc.host.nodes)} nodes, {sc.host.total_pages * 4096 / MIB:,.0f} MiB host,"
             f" {len(sc.guests)} guests, committed {sc.commit_ratio:.3f}x, {sc.duration_s:g} ticks"
         )
+        if len(sc.hosts) > 1:
+            for name, spec in sc.hosts:
+                on = [g.vm_id for g in sc.guests if g.host == name]
+                console.print(
+                    f"  host {name}: {spec.total_pages * 4096 / MIB:,.0f} MiB, guests {', '.join(on)}"
+                )
         return 0
     if args.duration_s is not None:
         sc = dataclasses.replace(sc, duration_s=args.duration_s)
@@ -361,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
     report_dir = args.report or Path("reports") / sc.name
     live = console.is_terminal and not args.no_live
     try:
+        if len(sc.hosts) > 1:
+            # Several [[host]] tables: one lab per host and the migration coordinator.
+            return asyncio.run(run_cluster(sc, report_dir, run_dir, console, live))
         return asyncio.run(run_lab(sc, report_dir, run_dir, console, live))
     except KeyboardInterrupt:
         return 130

@@ -7,8 +7,14 @@ agent's AgentStatus (free memory, overcommit ratio R, the standing request)
 over gRPC, never shared memory; the coordinator picks the host with most room
 and asks the source hypervisor's Migration API to move the VM there.
 
-Known shortcoming: the cluster view and coordinator run inside the launcher
-process (a task of ClusterLab), not as a process of their own.
+`balloonlab run` of a scenario with several [[host]] tables goes through
+`run_cluster` below: a ClusterLab, a combined live view, a report per host.
+
+Known shortcoming: the issue asks for "one cluster view that knows every
+host's free memory and overcommit ratio (from the agents' APIs, not shared
+memory)". It does read both over the agents' APIs, but the cluster view and
+the coordinator run inside the launcher process (a task of ClusterLab), not
+as a process of their own, so a compose deployment has none.
 """
 
 from __future__ import annotations
@@ -25,11 +31,16 @@ from typing import Any
 
 import grpc
 import structlog
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-from balloon.v1 import agent_pb2, agent_pb2_grpc, migration_pb2, migration_pb2_grpc
+from balloon.v1 import agent_pb2, agent_pb2_grpc, host_pb2, migration_pb2, migration_pb2_grpc
 from balloon_common.auth import call_metadata, new_token, read_token_file
-from lab.client import ENDPOINTS_FILE, Endpoints, LabClientError
-from lab.launcher import Lab
+from lab.client import ENDPOINTS_FILE, Endpoints, LabClientError, OperatorClient
+from lab.ctl.base import ratio_text
+from lab.launcher import Lab, LabStartError
+from lab.report import Timeline, build_summary, write_report
 from lab.scenario import Scenario
 
 log = structlog.get_logger(__name__)
@@ -180,14 +191,22 @@ class ClusterClient:
         )
 
     async def migrations(self) -> list[tuple[str, Any]]:
-        """(source host, MigrationStatus) of every migration any host ran."""
+        """(source host, MigrationStatus) of every migration any host that answers ran.
+
+        A hypervisor that does not answer (it died, say) is left out, so one lost host
+        does not hide the others' migrations."""
         out: list[tuple[str, Any]] = []
         for h in self.hosts:
-            reply = await self._migration[h.name].ListMigrations(
-                migration_pb2.ListMigrationsRequest(),
-                metadata=self._meta[h.name],
-                timeout=CALL_TIMEOUT_S,
-            )
+            try:
+                reply = await self._migration[h.name].ListMigrations(
+                    migration_pb2.ListMigrationsRequest(),
+                    metadata=self._meta[h.name],
+                    timeout=CALL_TIMEOUT_S,
+                )
+            except grpc.aio.AioRpcError:
+                # No log line here: balloonctl's --json output shares stdout with the log,
+                # and `views` already shows the host as unreachable.
+                continue
             out += [(h.name, m) for m in reply.migrations]
         return out
 
@@ -291,3 +310,206 @@ class ClusterLab:
         (self.run_dir / CLUSTER_FILE).unlink(missing_ok=True)
         (self.run_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         return codes
+
+
+MIB = 1024 * 1024
+CLUSTER_POLL_WALL_S = 1.0
+"""Wall seconds between two polls of every host while `balloonlab run` shows a cluster."""
+PROGRESS_LINE_TICKS = 20.0
+"""Ticks between two progress lines per host without the live view."""
+
+
+def migration_record(source: str, m: Any) -> dict[str, Any]:
+    """One migration as summary.json lists it."""
+    return {
+        "migration_id": m.migration_id,
+        "vm_id": m.vm_id,
+        "source": source,
+        "destination": m.destination,
+        "phase": m.phase,
+        "rounds": m.rounds,
+        "pages_sent": m.pages_sent,
+        "last_dirty_pages": m.last_dirty_pages,
+        "dirty_rate_pages_per_s": round(m.dirty_rate_pages_per_s, 3),
+        "reserved_pages": m.reserved_pages,
+        "started_at_s": round(m.started_at_s, 1),
+        "finished_at_s": round(m.finished_at_s, 1) if m.finished_at_s >= 0 else None,
+        "error": m.error,
+        "detail": m.detail,
+    }
+
+
+def cluster_view_table(views: Sequence[HostView], migrations: Sequence[dict[str, Any]]) -> Table:
+    """The combined live view: one row per host, then one row per migration."""
+    table = Table(title="cluster")
+    for column in ("host", "free MiB", "threshold MiB", "R", "VMs", "wants to move"):
+        table.add_column(column)
+    for v in views:
+        table.add_row(
+            v.name,
+            f"{v.free_pages * 4096 / MIB:,.0f}/{v.total_pages * 4096 / MIB:,.0f}"
+            if v.reachable
+            else "unreachable",
+            f"{v.threshold_pages * 4096 / MIB:,.0f}",
+            ratio_text(v.overcommit_ratio),
+            " ".join(v.vm_ids),
+            v.wanted_vm or "-",
+        )
+    for m in migrations:
+        table.add_row(
+            f"{m['vm_id']}: {m['source']} -> {m['destination']}",
+            m["phase"] + (f" ({m['error']})" if m["error"] else ""),
+            f"rounds {m['rounds']}",
+            f"sent {m['pages_sent']:,} pages",
+            f"dirty {m['dirty_rate_pages_per_s']:,.0f} pages/tick",
+            "",
+        )
+    return table
+
+
+@dataclass
+class _HostRecord:
+    """What `run_cluster` keeps of one host for its report section."""
+
+    timeline: Timeline = dataclasses.field(default_factory=Timeline)
+    status: agent_pb2.AgentStatus | None = None
+    host: host_pb2.HostState | None = None
+    vms: list[host_pb2.VmState] = dataclasses.field(default_factory=list)
+    last_line_s: float = -1e9
+
+
+async def _poll_host(lab: Lab, record: _HostRecord) -> None:
+    """One look at a host's agent and hypervisor; a failed look leaves the record as it was."""
+    ep = lab.endpoints
+    if ep is None:
+        return
+    try:
+        async with OperatorClient(
+            ep.agent, ep.hypervisor, read_token_file(Path(ep.operator_token_file))
+        ) as client:
+            status = await client.status()
+            host = await client.host()
+            vms = await client.host_vms()
+    except LabClientError:
+        return
+    record.status, record.host, record.vms = status, host, vms
+    record.timeline.add(status, host, vms)
+
+
+async def run_cluster(
+    scenario: Scenario, report_dir: Path, run_dir: Path, console: Console, live: bool
+) -> int:
+    """`balloonlab run` of a scenario with several [[host]] tables.
+
+    Starts a ClusterLab (with the migration coordinator), shows every host and
+    every migration, and writes one report section per host (report_dir/<host>/)
+    plus report_dir/summary.json holding each host's summary and the migrations.
+    Known shortcoming: faults are not fired on a cluster (host_scenario drops them);
+    a dead guest or agent is not restarted as `Lab`'s run loop does for one host.
+    """
+    cluster = ClusterLab(scenario, run_dir)
+    records = {name: _HostRecord() for name in cluster.labs}
+    migrations: dict[str, dict[str, Any]] = {}
+    started = time.monotonic()
+    failure: str | None = None
+    first = next(iter(cluster.labs.values()))
+    console.print(
+        f"[bold]{scenario.name}[/]: {len(scenario.hosts)} hosts, {len(scenario.guests)} guests,"
+        f" {scenario.duration_s:g} ticks at {scenario.speed:g} ticks/s"
+    )
+    console.print(f"logs and endpoints: {run_dir}")
+    try:
+        hosts = await cluster.start()
+        for h in hosts:
+            console.print(f"host {h.name}: agent {h.agent}  hypervisor {h.hypervisor}")
+        assert cluster.client is not None
+        view = Live(console=console, refresh_per_second=2, transient=False) if live else None
+        with view if view is not None else contextlib.nullcontext():
+            while first.now_s() < scenario.duration_s:
+                for name, lab in cluster.labs.items():
+                    dead = [c.name for c in lab.dead_children()]
+                    if dead:
+                        raise LabStartError(f"host {name}: {', '.join(dead)} exited")
+                    await _poll_host(lab, records[name])
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    for source, m in await cluster.client.migrations():
+                        entry = migration_record(source, m)
+                        if migrations.get(m.migration_id, {}).get("phase") != m.phase:
+                            console.print(
+                                f"migration {m.vm_id} {source} -> {m.destination}: {m.phase}"
+                                + (f" ({m.error}: {m.detail})" if m.error else "")
+                            )
+                        migrations[m.migration_id] = entry
+                if view is not None:
+                    views = await cluster.client.views()
+                    view.update(cluster_view_table(views, list(migrations.values())))
+                else:
+                    for name, record in records.items():
+                        st = record.status
+                        if st is None or st.now_s - record.last_line_s < PROGRESS_LINE_TICKS:
+                            continue
+                        record.last_line_s = st.now_s
+                        console.print(
+                            f"{name}: tick {st.now_s:6.0f}/{scenario.duration_s:g}"
+                            f"  host free {st.host.free_bytes / MIB:8,.0f} MiB"
+                            f"  R {ratio_text(st.overcommit_ratio)}  VMs {len(st.vms)}"
+                        )
+                await asyncio.sleep(
+                    min(
+                        CLUSTER_POLL_WALL_S,
+                        max(0.0, (scenario.duration_s - first.now_s()) / scenario.speed),
+                    )
+                )
+    except LabStartError as exc:
+        failure = str(exc)
+    except asyncio.CancelledError:
+        failure = "interrupted"
+    finally:
+        ticks_run = first.now_s() if first.epoch_unix_s else 0.0
+        for name, lab in cluster.labs.items():
+            await _poll_host(lab, records[name])
+        console.print("stopping the cluster ...")
+        exit_codes = await cluster.stop()
+    wall_s = time.monotonic() - started
+    sections: dict[str, Any] = {}
+    written: list[Path] = []
+    for name, record in records.items():
+        codes = {k.split("/", 1)[1]: v for k, v in exit_codes.items() if k.startswith(name + "/")}
+        section = build_summary(
+            f"{scenario.name}/{name}",
+            record.status,
+            record.host,
+            record.vms,
+            record.timeline,
+            codes,
+            wall_s,
+        )
+        written += write_report(report_dir / name, section, record.timeline)
+        sections[name] = section
+    summary = {
+        "scenario": scenario.name,
+        "scenario_file": str(scenario.path),
+        "wall_s": round(wall_s, 2),
+        "ticks": round(ticks_run, 1),
+        "hosts": sections,
+        "migrations": sorted(migrations.values(), key=lambda m: m["started_at_s"]),
+        "exit_codes": exit_codes,
+        "clean_stop": all(code == 0 for code in exit_codes.values()),
+    }
+    if failure:
+        summary["failure"] = failure
+    path = report_dir / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    done = sum(1 for m in migrations.values() if m["phase"] == "done")
+    console.print(
+        f"[bold]summary[/]: {summary['ticks']:.0f} ticks in {summary['wall_s']} s;"
+        f" {len(migrations)} migrations ({done} done); clean stop: {summary['clean_stop']}"
+    )
+    console.print("report: " + ", ".join(str(p) for p in [path, *written]))
+    if failure:
+        console.print(f"[red]cluster failed: {failure}[/]")
+        return 1
+    if not summary["clean_stop"]:
+        console.print(f"[red]a process did not stop cleanly: {exit_codes}[/]")
+        return 1
+    return 0

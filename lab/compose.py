@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lab.cluster import host_scenario
 from lab.launcher import DEVICE_MODEL, build_configs
 from lab.scenario import Scenario
 
@@ -40,6 +41,10 @@ SHM_DIR_VAR = "BALLOONLAB_SHM_DIR"
 LISTEN_VAR = "BALLOONLAB_LISTEN"
 METRICS_LISTEN_VAR = "BALLOONLAB_METRICS_LISTEN"
 READY_FILE_VAR = "BALLOONLAB_READY_FILE"
+MIGRATION_TOKEN_VAR = "BALLOONLAB_MIGRATION_TOKEN"
+"""The cluster's migration token, the same on every host of a multi-host deployment."""
+ADVERTISE_VAR = "BALLOONLAB_HYPERVISOR_ADVERTISE"
+"""The address this host's guests (and a migrated VM's guest) reach its hypervisor at."""
 
 SERVICE_MODULES = {
     "hypervisor": "hypervisor_mock",
@@ -83,6 +88,29 @@ def render(scenario: Scenario) -> dict[str, dict[str, Any]]:
             f"scenario {scenario.name}: a compose deployment runs the device model;"
             ' give at least one guest transport = "mmio"'
         )
+    return _render_host(scenario)
+
+
+def render_hosts(scenario: Scenario) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every host's config templates for a scenario with several [[host]] tables.
+
+    Keyed by host name, then by file stem as `render` names them, plus
+    "migration" (the hypervisor's --migration-config: the cluster's peer token
+    and the address this host's guests reach it at, both placeholders). A host
+    gets a device model only when one of its guests uses the mmio transport.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in scenario.host_names:
+        configs = _render_host(host_scenario(scenario, name))
+        configs["migration"] = {
+            "peer_token": placeholder(MIGRATION_TOKEN_VAR),
+            "advertise": placeholder(ADVERTISE_VAR),
+        }
+        out[name] = dict(sorted(configs.items()))
+    return out
+
+
+def _render_host(scenario: Scenario) -> dict[str, dict[str, Any]]:
     tokens = {g.vm_id: placeholder(token_var(g.vm_id)) for g in scenario.guests}
     tokens["operator"] = placeholder(OPERATOR_TOKEN_VAR)
     tokens[DEVICE_MODEL] = placeholder(token_var(DEVICE_MODEL))
@@ -93,8 +121,9 @@ def render(scenario: Scenario) -> dict[str, dict[str, Any]]:
         placeholder(HYPERVISOR_ADDR_VAR),
         run_dir=Path(placeholder(SHM_DIR_VAR)),
     )
-    # The launcher names the process device_model; compose names it device-model.
-    configs["device-model"] = configs.pop(DEVICE_MODEL)
+    if DEVICE_MODEL in configs:
+        # The launcher names the process device_model; compose names it device-model.
+        configs["device-model"] = configs.pop(DEVICE_MODEL)
     for config in configs.values():
         if "clock" in config:
             # ClockConfig reads the epoch with float(), so a string of digits works.
@@ -160,12 +189,19 @@ def expand(value: Any, env: Mapping[str, str], where: str = "config") -> Any:
     return value
 
 
-def service_argv(kind: str, config_path: str, env: Mapping[str, str]) -> list[str]:
-    """The command line `balloonlab service` runs for `kind`."""
+def service_argv(
+    kind: str, config_path: str, env: Mapping[str, str], migration_config_path: str = ""
+) -> list[str]:
+    """The command line `balloonlab service` runs for `kind` (a hypervisor with
+    `migration_config_path` gets --migration-config too)."""
     module = SERVICE_MODULES.get(kind)
     if module is None:
         raise TemplateError(f"service: unknown kind {kind!r}; known: {', '.join(SERVICE_MODULES)}")
     argv = [sys.executable, "-m", module, "--config", config_path]
+    if migration_config_path:
+        if kind != "hypervisor":
+            raise TemplateError(f"service {kind}: only the hypervisor takes a migration config")
+        argv += ["--migration-config", migration_config_path]
     flags = [("--metrics-listen", METRICS_LISTEN_VAR), ("--ready-file", READY_FILE_VAR)]
     if kind in GRPC_KINDS:
         flags.insert(0, ("--listen", LISTEN_VAR))
@@ -178,25 +214,34 @@ def service_argv(kind: str, config_path: str, env: Mapping[str, str]) -> list[st
     return argv
 
 
-def exec_service(kind: str, template: Path, env: Mapping[str, str]) -> None:
-    """Expands `template` and becomes the `kind` service; returns only by raising.
+def exec_service(
+    kind: str, template: Path, env: Mapping[str, str], migration_template: Path | None = None
+) -> None:
+    """Expands `template` (and `migration_template`, a hypervisor's --migration-config)
+    and becomes the `kind` service; returns only by raising.
 
-    The expanded config travels through an inherited pipe (/dev/fd/N), which
-    the service reads once at start-up.
+    Each expanded config travels through its own inherited pipe (/dev/fd/N),
+    which the service reads once at start-up.
     """
-    try:
-        raw = json.loads(template.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TemplateError(f"{template}: {exc}") from exc
-    body = json.dumps(expand(raw, env)).encode("utf-8")
-    if len(body) > PIPE_LIMIT_BYTES:
-        raise TemplateError(f"{template}: expanded config is over {PIPE_LIMIT_BYTES} bytes")
-    read_fd, write_fd = os.pipe()
-    argv = service_argv(kind, f"/dev/fd/{read_fd}", env)
-    os.write(write_fd, body)
-    os.close(write_fd)
-    os.set_inheritable(read_fd, True)
+    paths = []
+    for path in [template] + ([migration_template] if migration_template else []):
+        body = json.dumps(expand(_read_template(path), env)).encode("utf-8")
+        if len(body) > PIPE_LIMIT_BYTES:
+            raise TemplateError(f"{path}: expanded config is over {PIPE_LIMIT_BYTES} bytes")
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, body)
+        os.close(write_fd)
+        os.set_inheritable(read_fd, True)
+        paths.append(f"/dev/fd/{read_fd}")
+    argv = service_argv(kind, paths[0], env, paths[1] if len(paths) > 1 else "")
     os.execv(argv[0], argv)
+
+
+def _read_template(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TemplateError(f"{path}: {exc}") from exc
 
 
 def probe_health(address: str, service: str = "", timeout_s: float = 3.0) -> bool:

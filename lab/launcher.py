@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import grpc
 import structlog
 
+from balloon.v1 import clock_pb2_grpc
 from balloon_common.auth import new_token, write_token_file
+from balloon_common.serving import start_grpc_server, stop_grpc_server
 from guest_driver.virtqueue import window_bytes
 from lab.client import ENDPOINTS_FILE, Endpoints
+from lab.lockstep import SERVICE_NAME as CLOCK_SERVICE
+from lab.lockstep import ClockServicer, TickCoordinator
 from lab.scenario import NodeSpec, Scenario
 
 log = structlog.get_logger(__name__)
@@ -33,6 +38,8 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
 MAX_RESTARTS = 3
 """Restarts of one guest or of the agent before the lab gives up on it."""
+LOCKSTEP_RUN_LOOP = "~run-loop"
+"""The run loop's name at the lock-step coordinator; it takes the last turn of a tick."""
 LOOPBACK = "127.0.0.1"
 
 
@@ -47,6 +54,15 @@ def shared_file(run_dir: Path, vm_id: str) -> Path:
 
 class LabStartError(RuntimeError):
     """A process of the lab did not come up; the message says which and why."""
+
+
+def lockstep_participants(scenario: Scenario) -> list[str]:
+    """The processes that join the lock-step clock (the device model keeps no time).
+
+    In the order they take turns within a tick: the host, the guests, then
+    the agent, whose new targets the guests then meet at their next turn.
+    """
+    return ["hypervisor", *(f"guest-{g.vm_id}" for g in scenario.guests), "agent"]
 
 
 def _captured_zones_node(n: NodeSpec, free_fraction: float) -> dict[str, Any]:
@@ -75,8 +91,12 @@ def build_configs(
     epoch_unix_s: float,
     hypervisor_addr: str = "",
     run_dir: Path = Path("."),
+    lockstep: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The JSON config of every process, keyed by process name.
+
+    With `lockstep` (the coordinator's host:port) every clock-driven process
+    follows the shared tick, joining under its process name.
 
     Guests, the agent and the device model get the hypervisor's address,
     known only after it started; call again with it. When any guest uses
@@ -156,10 +176,12 @@ def build_configs(
     vm_policy = {g.vm_id: dict(g.policy) for g in scenario.guests if g.policy}
     if vm_policy:
         configs["agent"]["vm_policy"] = vm_policy
+    guest_traces: dict[str, dict[str, Any]] = {}
     for i, g in enumerate(scenario.guests):
         trace = dict(g.trace)
         if trace["format"] == "bitbrains":
             trace["tick_s_per_row"] = scenario.tick_s_per_row
+        guest_traces[g.vm_id] = trace
         memory = {"swap_pages": g.swap_pages, **g.memory}
         configs[f"guest-{g.vm_id}"] = {
             "vm_id": g.vm_id,
@@ -176,6 +198,12 @@ def build_configs(
         if g.transport == "mmio":
             configs[f"guest-{g.vm_id}"]["transport"] = "mmio"
             configs[f"guest-{g.vm_id}"]["shared_file"] = str(shared_file(run_dir, g.vm_id))
+    if lockstep is not None:
+        for name in lockstep_participants(scenario):
+            configs[name]["clock"] = {**clock, "lockstep": lockstep, "participant": name}
+    if scenario.policy.get("kind") == "oracle":
+        # The oracle reads every guest's future working set from the guest's own trace.
+        configs["agent"]["vm_trace"] = guest_traces
     return configs
 
 
@@ -299,6 +327,11 @@ class Lab:
         self.exit_codes: dict[str, int | None] = {}
         self.restarts: dict[str, int] = {}
         self.endpoints: Endpoints | None = None
+        self.coordinator: TickCoordinator | None = None
+        """The shared tick in lock-step mode ([lab] lockstep), else None."""
+        self._clock_server: grpc.aio.Server | None = None
+        self._clock_servicer: ClockServicer | None = None
+        self._clock_address: str | None = None
 
     @property
     def children(self) -> list[Child]:
@@ -323,12 +356,25 @@ class Lab:
             migration_file.write_text(json.dumps(self.migration, indent=2), encoding="utf-8")
             self.hypervisor.extra_args = ["--migration-config", str(migration_file)]
 
-        configs = build_configs(self.scenario, tokens, self.epoch_unix_s, run_dir=self.run_dir)
+        if self.scenario.lockstep:
+            await self._start_coordinator()
+        configs = build_configs(
+            self.scenario,
+            tokens,
+            self.epoch_unix_s,
+            run_dir=self.run_dir,
+            lockstep=self._clock_address,
+        )
         self.hypervisor.write_config(configs["hypervisor"])
         await self.hypervisor.start()
         hv = await self.hypervisor.wait_ready()
         configs = build_configs(
-            self.scenario, tokens, self.epoch_unix_s, hv["grpc"], run_dir=self.run_dir
+            self.scenario,
+            tokens,
+            self.epoch_unix_s,
+            hv["grpc"],
+            run_dir=self.run_dir,
+            lockstep=self._clock_address,
         )
         if self.device_model is not None:
             # Before the guests: an mmio guest's first register access needs it.
@@ -408,8 +454,40 @@ class Lab:
         if self.device_model is not None:
             self.exit_codes[DEVICE_MODEL] = await self.device_model.stop()
         self.exit_codes["hypervisor"] = await self.hypervisor.stop()
+        if self._clock_server is not None:
+            await stop_grpc_server(self._clock_server)
+            self._clock_server = None
         (self.run_dir / ENDPOINTS_FILE).unlink(missing_ok=True)
         return self.exit_codes
 
+    async def _start_coordinator(self) -> None:
+        """Serves the lock-step Clock on loopback; the tick stops at the run's end."""
+        participants = [*lockstep_participants(self.scenario), LOCKSTEP_RUN_LOOP]
+        self.coordinator = TickCoordinator(
+            len(participants), self.scenario.duration_s, order=tuple(participants)
+        )
+        servicer = ClockServicer(self.coordinator)
+        servicer.join_local(LOCKSTEP_RUN_LOOP)
+        self._clock_servicer = servicer
+
+        def register(server: grpc.aio.Server) -> list[str]:
+            clock_pb2_grpc.add_ClockServicer_to_server(servicer, server)
+            return [CLOCK_SERVICE]
+
+        self._clock_server, self._clock_address, _ = await start_grpc_server(
+            "127.0.0.1:0", register
+        )
+
+    async def wait_until_s(self, tick_s: float) -> None:
+        """Lock-step only: the run loop is idle until its turn at `tick_s`.
+
+        It is named to come last in a tick, so it sees every process's work
+        of that tick, and the tick cannot move while it polls or injects.
+        """
+        assert self._clock_servicer is not None
+        await self._clock_servicer.sleep_local(LOCKSTEP_RUN_LOOP, tick_s)
+
     def now_s(self) -> float:
+        if self.coordinator is not None:
+            return self.coordinator.now_s
         return max(0.0, (time.time() - self.epoch_unix_s) * self.scenario.speed)

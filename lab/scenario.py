@@ -93,6 +93,11 @@ class _Table:
             raise ScenarioError(f"{self._path(unknown[0])}: unknown key")
 
 
+#: The [policy] kinds the agent runs (agent/peers.py PolicyKind); checked here
+#: so that a typo fails before any process starts.
+POLICY_KINDS = ("balloonlab", "mom", "proxmox", "static", "none", "oracle")
+
+
 def _names(kinds: tuple[type, ...]) -> str:
     return " or ".join(
         {float: "a number", int: "an integer", str: "a string"}.get(k, k.__name__) for k in kinds
@@ -240,6 +245,8 @@ class Scenario:
     """Faults to inject ([[fault]] tables), in the order they fire."""
     hosts: tuple[tuple[str, HostSpec], ...] = ()
     """Every host by name, in file order; `host` is the first. One [host] table is "host0"."""
+    lockstep: bool = False
+    """[lab] lockstep: every process advances one shared tick at a time (reproducible)."""
 
     @property
     def host_names(self) -> tuple[str, ...]:
@@ -370,6 +377,7 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
     speed = lab.number("speed", 1.0, low=0.01, high=1000)
     seed = int(lab.get("seed", int, 1))
     tick_s_per_row = lab.number("tick_s_per_row", 1.0, low=0.001)
+    lockstep = bool(lab.get("lockstep", bool, False))
     lab.finish()
 
     hosts = _parse_hosts(top, base)
@@ -391,7 +399,13 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
     if not guests:
         raise ScenarioError("guest: a scenario needs at least one [[guest]]")
 
-    policy = top.table("policy").rest()
+    policy_table = top.table("policy")
+    kind = policy_table.get("kind", str, None)
+    if kind is not None and kind not in POLICY_KINDS:
+        raise ScenarioError(f"policy.kind: expected one of {', '.join(POLICY_KINDS)}, got {kind!r}")
+    policy = policy_table.rest()
+    if kind is not None:
+        policy["kind"] = kind
     faults = tuple(
         sorted(
             (_parse_fault(f, duration_s, guests) for f in top.tables("fault")),
@@ -411,6 +425,7 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
         tick_s_per_row=tick_s_per_row,
         faults=faults,
         hosts=tuple(hosts),
+        lockstep=lockstep,
     )
 
 

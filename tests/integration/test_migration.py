@@ -12,14 +12,23 @@ import pytest
 import pytest_asyncio
 from labkit import poll_until, scrape, write_scenario
 
-from balloon.v1 import host_pb2, host_pb2_grpc
+from balloon.v1 import agent_pb2, host_pb2, host_pb2_grpc
 from balloon_common.auth import call_metadata
 from lab import scenario as scenario_mod
+from lab.client import LabClientError, OperatorClient
 from lab.cluster import ClusterLab, HostEndpoints, read_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
-SCENARIO = """
+TRACES = Path(__file__).resolve().parents[2] / "lab" / "data" / "traces" / "bitbrains-rnd"
+PIN_BALLOON_MIB = 16
+"""The balloon every VM of host a is pinned at, so the moved one carries a non-zero one."""
+
+# Host a's guests replay Bitbrains traces whose working sets (about 55 % and 43 % of
+# their memory) need more than host a has, and more than their floors let the balloons
+# take back. A large free_hysteresis_fraction keeps every agent from deflating
+# ("surplus"), so the moved VM's balloon stays as it arrived.
+SCENARIO = f"""
 [lab]
 name = "migration"
 duration_s = 100000
@@ -43,18 +52,19 @@ capacity_mib = 64
 [policy]
 interval_s = 2
 migrate_after_s = 6
+free_hysteresis_fraction = 0.9
 
 [[guest]]
 vm_id = "big"
 host = "a"
-memory_mib = 160
-working_set_fraction = 0.9
+memory_mib = 240
+trace = "{TRACES / "rnd-2013-7-vm386-week1.csv"}"
 
 [[guest]]
 vm_id = "small"
 host = "a"
-memory_mib = 128
-working_set_fraction = 0.9
+memory_mib = 192
+trace = "{TRACES / "rnd-2013-7-vm280-week1.csv"}"
 
 [[guest]]
 vm_id = "resident-b"
@@ -70,10 +80,27 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Clu
     sc = scenario_mod.load(write_scenario(root / "migration.toml", SCENARIO))
     lab = ClusterLab(sc, root / "run", migration={"settle_timeout_s": 60, "round_min_s": 1})
     try:
-        await lab.start()
+        hosts = {h.name: h for h in await lab.start()}
+        await pin_balloons(hosts["a"], ("big", "small"))
         yield lab
     finally:
         await lab.stop()
+
+
+async def pin_balloons(h: HostEndpoints, vm_ids: tuple[str, ...]) -> None:
+    """Pins each VM's balloon through the host's agent, retrying until the agent knows it."""
+    async with OperatorClient(h.agent, h.hypervisor, h.token()) as client:
+        for vm_id in vm_ids:
+            request = agent_pb2.SetTargetRequest(vm_id=vm_id, balloon_mib=PIN_BALLOON_MIB)
+
+            async def pinned(request: agent_pb2.SetTargetRequest = request) -> bool | None:
+                try:
+                    await client.set_target(request)
+                except LabClientError:
+                    return None
+                return True
+
+            await poll_until(pinned, f"agent of host {h.name} to accept the pin of {vm_id}")
 
 
 async def host_state(h: HostEndpoints) -> tuple[host_pb2.HostState, list[host_pb2.VmState]]:
@@ -86,13 +113,20 @@ async def host_state(h: HostEndpoints) -> tuple[host_pb2.HostState, list[host_pb
 
 
 async def test_pressure_moves_a_vm_and_both_hosts_conserve_frames(cluster: ClusterLab) -> None:
-    """Host a cannot keep free memory above its threshold; a VM moves to host b, every
-    node of both hosts still adds up, and the VM runs on b with its balloon settled."""
+    """Trace-driven guests keep host a below its free threshold; a VM moves to host b,
+    every node of both hosts still adds up, and the VM runs on b with the balloon it had
+    on a: the same target, generation and ballooned set size."""
     assert cluster.client is not None
     client = cluster.client
     hosts = {h.name: h for h in client.hosts}
+    last_on_a: dict[str, host_pb2.VmState] = {}
 
     async def done() -> Any:
+        # The state each VM of host a had at its last look, settled, before it left.
+        _, vms = await host_state(hosts["a"])
+        for v in vms:
+            if v.balloon_actual_pages == v.target.target_pages:
+                last_on_a[v.vm_id] = v
         finished = [m for _, m in await client.migrations() if m.phase == "done"]
         return finished[0] if finished else None
 
@@ -107,6 +141,7 @@ async def test_pressure_moves_a_vm_and_both_hosts_conserve_frames(cluster: Clust
         return vm if vm is not None and vm.driver_attached and vm.resident_pages > 0 else None
 
     vm = await poll_until(reattached, "the moved VM's guest to run on host b")
+    before = last_on_a[moved.vm_id]
     b_metrics = cluster.labs["b"].endpoints
     assert b_metrics is not None
     received = scrape(b_metrics.hypervisor_metrics)[
@@ -122,7 +157,10 @@ async def test_pressure_moves_a_vm_and_both_hosts_conserve_frames(cluster: Clust
         for node in state.nodes:
             assert node.free_pages + node.mapped_pages + node.reserved_pages == node.total_pages
     assert a_state.free_pages >= 0.2 * a_state.total_pages  # host a's free memory recovered
-    assert vm.balloon_actual_pages == vm.target.target_pages  # the balloon arrived settled
+    assert before.target.target_pages == PIN_BALLOON_MIB * 256
+    assert vm.target.target_pages == before.target.target_pages
+    assert vm.target.generation == before.target.generation
+    assert vm.balloon_actual_pages == before.balloon_actual_pages == vm.target.target_pages
     assert vm.failed_access_pages_total == 0
 
 

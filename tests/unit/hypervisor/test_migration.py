@@ -314,3 +314,33 @@ async def test_a_destination_lost_midway_leaves_the_vm_on_the_source() -> None:
     assert dst.snapshot().free_pages == dst_free  # the abort released the reservation
     src.check_invariants()
     dst.check_invariants()
+
+
+async def test_a_balloon_that_deflates_during_the_copy_cancels_before_the_commit() -> None:
+    """balloon_not_settled: pages deflated and touched mid-transfer outgrow the reservation;
+    the source ends the migration before committing, the VM stays and nothing leaks."""
+    src = make_host(node_pages=(4096,), vms=(("vm1", 512, 0),))
+    dst = make_host(node_pages=(4096,), vms=(("other", 64, 0),))
+    src.touch("vm1", np.arange(0, 400))
+    src.set_target("vm1", 100, 0)
+    src.inflate("vm1", np.arange(400, 500), 1)  # 512 - 100 = 412 frames reserved
+    dst_free = dst.snapshot().free_pages
+
+    def deflate_on_oom(batch: int) -> None:
+        if batch == 1:
+            src.deflate("vm1", np.arange(400, 500), 1, on_oom=True)
+            src.touch("vm1", np.arange(400, 500))
+
+    destination = LocalDestination(dst, deflate_on_oom)
+    manager = manager_for(src, MigrationSettings(round_min_s=0.0))
+    migration_id = start_progress(manager, "vm1")
+
+    await manager.run(migration_id, destination)
+    progress = manager.progress[0]
+
+    assert (progress.phase, progress.error) == ("failed", "balloon_not_settled")
+    assert "deflated during the transfer" in progress.detail
+    assert "vm1" in src.vm_ids and "vm1" not in dst.vm_ids
+    assert dst.snapshot().free_pages == dst_free  # the reservation was released
+    src.check_invariants()
+    dst.check_invariants()
