@@ -20,7 +20,7 @@ from rich.console import Console
 from balloon_common.auth import read_token_file
 from lab.client import Endpoints, LabClientError, OperatorClient
 from lab.ctl import core, host, migration, policy
-from lab.ctl.base import CtlParser, Ctx
+from lab.ctl.base import CtlParser, Ctx, address
 
 COMMAND_MODULES = (core, host, policy, migration)
 EXIT_ERROR = 1
@@ -38,8 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lab", type=Path, default=None, help="run folder of a lab started by balloonlab"
     )
-    p.add_argument("--agent", default=None, help="Agent API address HOST:PORT")
-    p.add_argument("--host", dest="hypervisor", default=None, help="Host API address HOST:PORT")
+    p.add_argument("--agent", type=address, default=None, help="Agent API address HOST:PORT")
+    p.add_argument(
+        "--host", dest="hypervisor", type=address, default=None, help="Host API address HOST:PORT"
+    )
     p.add_argument(
         "--token-file", type=Path, default=None, help="file with the operator credential"
     )
@@ -77,7 +79,9 @@ def _read_token(path: Path) -> str:
 
 async def _run(args: argparse.Namespace) -> int:
     async with _client(args) as client:
-        code: int = await args.handler(args, Ctx(client=client, out=Console()))
+        # Off a terminal (piped, captured) a wide console, so tables are not truncated.
+        out = Console() if sys.stdout.isatty() else Console(width=200)
+        code: int = await args.handler(args, Ctx(client=client, out=out))
         return code
 
 

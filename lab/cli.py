@@ -10,8 +10,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -114,6 +116,7 @@ async def run_lab(
     console.print(f"logs and endpoints: {run_dir}")
     try:
         endpoints = await lab.start()
+        point_current(run_dir)
         console.print(
             f"agent {endpoints.agent}  hypervisor {endpoints.hypervisor}  metrics http://{endpoints.agent_metrics}/metrics"
         )
@@ -216,6 +219,8 @@ async def run_lab(
         sc.name, status, host, host_vms, timeline, exit_codes, time.monotonic() - started
     )
     summary["scenario_file"] = str(sc.path)
+    # Lock-step runs repeat every field but the wall-time ones (report.WALL_TIME_FIELDS).
+    summary["lockstep"] = sc.lockstep
     summary["restarts"] = dict(lab.restarts)
     summary["ticks"] = round(ticks_run, 1)
     summary["last_snapshot_s"] = status.now_s if status is not None else None
@@ -228,11 +233,19 @@ async def run_lab(
             {"at_s": f.at_s, "fault": f.label, "fired_at_s": None, "result": "not reached"}
             for f in sc.faults[len(faults_fired) :]
         ]
+    if status is None:
+        # The lab never answered: keep whatever report an earlier run left there.
+        console.print(f"[red]lab failed before its first status, no report written: {failure}[/]")
+        return 1
     written = write_report(report_dir, summary, timeline)
-    if status is not None and not live:
+    if not live:
         console.print(status_table(status, sc.duration_s))
     _print_summary(console, summary)
     console.print("report: " + ", ".join(str(p) for p in written))
+    if failure == "interrupted":
+        stopped = "cleanly" if summary["clean_stop"] else f"with exit codes {exit_codes}"
+        console.print(f"[yellow]interrupted: the lab stopped {stopped}[/]")
+        return 130
     if failure:
         console.print(f"[red]lab failed: {failure}[/]")
         return 1
@@ -240,6 +253,34 @@ async def run_lab(
         console.print(f"[red]a process did not stop cleanly: {exit_codes}[/]")
         return 1
     return 0
+
+
+def point_current(run_dir: Path) -> None:
+    """Points <state dir>/current at `run_dir`, the lab balloonctl finds by default.
+
+    Called once the lab is up, so a run that fails to start leaves a running
+    lab's link alone.
+    """
+    current = run_dir.parent.parent / "current"
+    with contextlib.suppress(OSError):
+        if current.is_symlink() or current.exists():
+            current.unlink()
+        current.symlink_to(run_dir, target_is_directory=True)
+
+
+async def until_terminated(main: Coroutine[Any, Any, int]) -> int:
+    """Runs `main`; SIGTERM cancels it as Ctrl-C would, so the lab still stops cleanly.
+
+    The lab's processes run in their own sessions: a signal to the launcher
+    reaches them only through its orderly stop.
+    """
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _token(path: str) -> str:
@@ -295,6 +336,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--no-live", action="store_true", help="print progress lines instead of a live table"
+    )
+    run.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="advance every process one shared tick at a time (reproducible; as [lab] lockstep)",
     )
     check = sub.add_parser("check", help="validate a scenario file and print what it describes")
     check.add_argument("scenario", type=Path)
@@ -371,25 +417,37 @@ def main(argv: list[str] | None = None) -> int:
                 )
         return 0
     if args.duration_s is not None:
+        if not args.duration_s >= 1:
+            print(
+                f"balloonlab: --duration-s must be at least 1, got {args.duration_s:g}",
+                file=sys.stderr,
+            )
+            return 2
         sc = dataclasses.replace(sc, duration_s=args.duration_s)
     if args.speed is not None:
+        if not 0.01 <= args.speed <= 1000:
+            print(
+                f"balloonlab: --speed must be within 0.01..1000, got {args.speed:g}",
+                file=sys.stderr,
+            )
+            return 2
         sc = dataclasses.replace(sc, speed=args.speed)
+    if args.lockstep:
+        sc = dataclasses.replace(sc, lockstep=True)
     logs.configure("balloonlab", json=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = (args.state_dir / "runs" / f"{sc.name}-{stamp}-{os.getpid()}").resolve()
-    current = args.state_dir / "current"
     run_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        if current.is_symlink() or current.exists():
-            current.unlink()
-        current.symlink_to(run_dir, target_is_directory=True)
     report_dir = args.report or Path("reports") / sc.name
     live = console.is_terminal and not args.no_live
     try:
         if len(sc.hosts) > 1:
             # Several [[host]] tables: one lab per host and the migration coordinator.
-            return asyncio.run(run_cluster(sc, report_dir, run_dir, console, live))
-        return asyncio.run(run_lab(sc, report_dir, run_dir, console, live))
+            point_current(run_dir)
+            return asyncio.run(
+                until_terminated(run_cluster(sc, report_dir, run_dir, console, live))
+            )
+        return asyncio.run(until_terminated(run_lab(sc, report_dir, run_dir, console, live)))
     except KeyboardInterrupt:
         return 130
 

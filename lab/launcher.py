@@ -464,10 +464,14 @@ class Lab:
         """Serves the lock-step Clock on loopback; the tick stops at the run's end."""
         participants = [*lockstep_participants(self.scenario), LOCKSTEP_RUN_LOOP]
         self.coordinator = TickCoordinator(
-            len(participants), self.scenario.duration_s, order=tuple(participants)
+            self.scenario.duration_s,
+            order=tuple(participants),
+            # Guests are ready once attached, which they do in their first
+            # step; the agent is started only then.
+            turns_after=frozenset(p for p in participants if p.startswith(("hyper", "guest-"))),
+            moves_after=frozenset(participants),
         )
         servicer = ClockServicer(self.coordinator)
-        servicer.join_local(LOCKSTEP_RUN_LOOP)
         self._clock_servicer = servicer
 
         def register(server: grpc.aio.Server) -> list[str]:

@@ -31,18 +31,26 @@ class TickCoordinator:
 
     def __init__(
         self,
-        expected: int,
         limit_s: float,
-        start_s: float = 0.0,
+        *,
         order: tuple[str, ...] = (),
+        turns_after: frozenset[str] = frozenset(),
+        moves_after: frozenset[str] = frozenset(),
+        start_s: float = 0.0,
     ) -> None:
+        """`order`: who takes its turn first within a tick (others after, by name).
+        No one gets a turn before every name in `turns_after` has joined once,
+        and the tick does not move before every name in `moves_after` has: the
+        processes started first can take their turns at the first tick (a guest
+        attaches in its first step) while the last ones start.
+        """
         self.now_s = start_s
         """The shared tick, simulated seconds."""
         self.limit_s = limit_s
         """The tick is never moved past this (the run's end)."""
-        self._expected = expected
         self._rank = {name: i for i, name in enumerate(order)}
-        self._open = expected <= 0
+        self._turns_after = set(turns_after)
+        self._moves_after = set(moves_after)
         self._wake_s: dict[str, float | None] = {}
         self.advances = 0
         """Times the tick moved."""
@@ -52,13 +60,10 @@ class TickCoordinator:
         return tuple(sorted(self._wake_s))
 
     def join(self, name: str) -> None:
-        """`name` takes part, busy; a rejoin (a restarted process) replaces the old entry.
-
-        The tick stays put until `expected` participants have joined once.
-        """
+        """`name` takes part, busy; a rejoin (a restarted process) replaces the old entry."""
         self._wake_s[name] = None
-        if len(self._wake_s) >= self._expected:
-            self._open = True
+        self._turns_after.discard(name)
+        self._moves_after.discard(name)
 
     def leave(self, name: str) -> None:
         self._wake_s.pop(name, None)
@@ -76,14 +81,14 @@ class TickCoordinator:
         unless that lies past `limit_s`. None: someone is busy, or nothing
         is due before the limit.
         """
-        if not self._open or not self._wake_s:
+        if self._turns_after or not self._wake_s:
             return None
         if any(w is None for w in self._wake_s.values()):
             return None
         waits = {n: w for n, w in self._wake_s.items() if w is not None}
         earliest = min(waits.values())
         if earliest > self.now_s:
-            if self.now_s >= self.limit_s or not math.isfinite(earliest):
+            if self._moves_after or self.now_s >= self.limit_s or not math.isfinite(earliest):
                 return None
             self.now_s = min(earliest, self.limit_s)
             self.advances += 1
@@ -119,12 +124,13 @@ class ClockServicer(clock_pb2_grpc.ClockServicer):  # type: ignore[misc]
             self._local.pop(woken).set_result(None)
         self.changed.set()
 
-    def join_local(self, name: str) -> None:
-        """An in-process participant (the launcher's run loop) joins, busy."""
-        self.core.join(name)
-
     async def sleep_local(self, name: str, wake_s: float) -> None:
-        """The in-process participant `name` is idle until its turn at tick `wake_s`."""
+        """The in-process participant `name` is idle until its turn at tick `wake_s`.
+
+        The first call joins it (the launcher's run loop joins once the lab is up).
+        """
+        if name not in self.core.participants:
+            self.core.join(name)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._local[name] = fut
         self.core.idle(name, wake_s)

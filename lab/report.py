@@ -53,12 +53,28 @@ class Timeline:
     host_tlb_shootdowns: list[float] = field(default_factory=list)
     """Cumulative shootdown IPIs received over all host cores, per host sample."""
 
+    _decisions_seen: int = 0
+    """decisions_total of the agent's latest status."""
+    _decisions_before_restarts: int = 0
+    """Decisions counted by agents that have since been restarted."""
+
     def add(
         self,
         status: agent_pb2.AgentStatus,
         host: host_pb2.HostState | None,
         host_vms: Sequence[host_pb2.VmState] = (),
-    ) -> None:
+    ) -> bool:
+        """Adds one sample; returns False for a status that is not a new snapshot.
+
+        An agent that just (re)started answers with an empty view (no host
+        reached yet, tick 0) and repeats its last snapshot until it polls
+        again: neither is a sample. Decisions are counted across restarts.
+        """
+        if not status.host_reachable or (self.t_s and status.now_s <= self.t_s[-1]):
+            return False
+        if status.decisions_total < self._decisions_seen:
+            self._decisions_before_restarts += self._decisions_seen
+        self._decisions_seen = status.decisions_total
         self.t_s.append(status.now_s)
         self.target_ratio.append(status.target_ratio)
         r_max = status.max_overcommit_ratio
@@ -96,10 +112,16 @@ class Timeline:
                 self.vm_tlb_shootdowns.setdefault(hv.vm_id, []).append(
                     float(hv.tlb_shootdowns_total)
                 )
+        return True
+
+    @property
+    def decisions_total(self) -> int:
+        """Agent decisions over the whole run, across agent restarts."""
+        return self._decisions_before_restarts + self._decisions_seen
 
     def to_dict(self) -> dict[str, Any]:
         """The samples as plain JSON values; a non-finite number (R = inf) becomes None."""
-        return {k: _finite(v) for k, v in self.__dict__.items()}
+        return {k: _finite(v) for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 def _finite(value: Any) -> Any:
@@ -154,7 +176,7 @@ def build_summary(
         "ticks": status.now_s if status else None,
         "overcommit_ratio": status.overcommit_ratio if status else None,
         "target_ratio": status.target_ratio if status else None,
-        "decisions_total": status.decisions_total if status else None,
+        "decisions_total": timeline.decisions_total if status else None,
         "exit_codes": exit_codes,
         "clean_stop": all(code == 0 for code in exit_codes.values()),
         "vms": vms,
@@ -163,7 +185,8 @@ def build_summary(
         summary["host"] = {
             "total_mib": host.total_pages * 4096 / MIB,
             "free_mib": host.free_pages * 4096 / MIB,
-            "min_free_mib": min(timeline.host_free_mib) if timeline.host_free_mib else None,
+            # The final host reading is fresher than the agent's last sample: count it too.
+            "min_free_mib": min([*timeline.host_free_mib, host.free_pages * 4096 / MIB]),
             "node_free_mib": [n.free_pages * 4096 / MIB for n in host.nodes],
             "pswpin": host.swap.pswpin_total,
             "pswpout": host.swap.pswpout_total,
@@ -430,3 +453,28 @@ def _plot_tlb(plt: Any, timeline: Timeline, title: str) -> Any:
     ax.set_xlabel("tick (simulated seconds)")
     _finish(ax, "shootdown IPIs (cumulative)", f"{title}: TLB shootdowns")
     return fig
+
+
+#: Summary fields measured in wall time: they differ between two runs of the
+#: same lock-step lab, so a reproducibility check leaves them out. Paths are
+#: key sequences; "*" matches any key at that level.
+WALL_TIME_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("wall_s",),
+    ("transport", "*", "measured_us_per_batch"),
+    ("scenario_file",),
+)
+
+
+def without_wall_time(summary: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `summary` without WALL_TIME_FIELDS: what a lock-step rerun must repeat."""
+    return _drop(summary, WALL_TIME_FIELDS)
+
+
+def _drop(node: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        below = tuple(p[1:] for p in paths if p[0] in (key, "*"))
+        if () in below:
+            continue
+        out[key] = _drop(value, below) if isinstance(value, dict) and below else value
+    return out

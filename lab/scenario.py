@@ -589,7 +589,8 @@ def _parse_guest(g: _Table, base: Path, n_nodes: int, seed: int) -> GuestSpec:
         raise ScenarioError(
             f"{g._where}.vm_id: {vm_id!r} must be 1-64 letters, digits, '-', '_' or '.'"
         )
-    memory_mib = g.number("memory_mib", low=16)
+    # The host model numbers a guest's pages in 31 bits: at most 8 TiB per guest.
+    memory_mib = g.number("memory_mib", low=16, high=8 * 1024 * 1024 - 1)
     home_node = int(g.get("home_node", int, 0))
     if not 0 <= home_node < n_nodes:
         raise ScenarioError(f"{g._where}.home_node: {home_node} is not a node of the host")

@@ -42,6 +42,10 @@ def to_dict(message: Message) -> dict[str, Any]:
     )
 
 
+INT64_MAX = (1 << 63) - 1
+"""The largest number the APIs' integer fields carry."""
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -49,7 +53,29 @@ def non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
+    if value > INT64_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is too large")
     return value
+
+
+def int_in(low: int, high: int) -> Any:
+    """An argparse type: a whole number within low..high."""
+
+    def parse(text: str) -> int:
+        value = non_negative_int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not within {low}..{high}")
+        return value
+
+    return parse
+
+
+def address(text: str) -> str:
+    """An argparse type: HOST:PORT with a port in 1..65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT with a port in 1..65535")
+    return text
 
 
 def rate_text(value: float) -> str:

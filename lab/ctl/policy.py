@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from lab.ctl.base import MIB, Ctx, non_negative_int, to_dict
+from lab.ctl.base import MIB, Ctx, int_in, non_negative_int, to_dict
 
 PAGE_BYTES = 4096
 PAGES_PER_MIB = MIB // PAGE_BYTES
@@ -43,7 +43,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "defrag", parents=[common], help="form free 2 MiB host blocks by targeted ballooning"
     )
     df.add_argument(
-        "--blocks", type=non_negative_int, default=1, help="free 2 MiB blocks wanted (1..16)"
+        "--blocks", type=int_in(1, 16), default=1, help="free 2 MiB blocks wanted (1..16)"
     )
     df.add_argument(
         "--wait-s", type=float, default=30.0, help="ticks to wait for the blocks (0..120)"

@@ -18,6 +18,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _status(now_s: float, r_max: float, stats_known: bool) -> agent_pb2.AgentStatus:
     return agent_pb2.AgentStatus(
         now_s=now_s,
+        host_reachable=True,
         overcommit_ratio=math.inf if now_s == 0 else 1.1,
         target_ratio=1.25,
         max_overcommit_ratio=r_max,
