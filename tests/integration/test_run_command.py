@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -64,3 +65,39 @@ def test_bad_scenario_gets_one_line_and_exit_2(tmp_path: Path) -> None:
 
     assert out.returncode == 2
     assert out.stderr.strip() == "balloonlab: lab.foo: unknown key"
+
+
+def test_sigterm_stops_the_lab_cleanly_and_keeps_the_report(tmp_path: Path) -> None:
+    """SIGTERM to `balloonlab run` stops every lab process in order and still writes
+    the report, as Ctrl-C does; the exit code says it was interrupted."""
+    report = tmp_path / "report"
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "lab.cli", "run", str(ROOT / "lab/scenarios/smoke.toml")),
+            *("--report", str(report), "--state-dir", str(state), "--no-live"),
+            *("--duration-s", "100000"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not (state / "current" / "endpoints.json").exists():
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the lab did not come up within 90 s"
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    summary = json.loads((report / "summary.json").read_text(encoding="utf-8"))
+
+    assert proc.returncode == 130, output[-3000:]
+    assert summary["clean_stop"] is True
+    assert set(summary["exit_codes"].values()) == {0}
+    assert "interrupted: the lab stopped cleanly" in output
