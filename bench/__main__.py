@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("wire", "host", "transport")
+BENCHMARKS = ("wire", "host", "transport", "policy")
 
 
 def main(argv: list[str] | None = None) -> int:

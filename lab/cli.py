@@ -338,6 +338,12 @@ def _parser() -> argparse.ArgumentParser:
         "--no-live", action="store_true", help="print progress lines instead of a live table"
     )
     run.add_argument(
+        "--policy",
+        choices=scenario_mod.POLICY_KINDS,
+        default=None,
+        help="override the scenario's [policy] kind (our policy, a peer's, or the oracle)",
+    )
+    run.add_argument(
         "--lockstep",
         action="store_true",
         help="advance every process one shared tick at a time (reproducible; as [lab] lockstep)",
@@ -434,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         sc = dataclasses.replace(sc, speed=args.speed)
     if args.lockstep:
         sc = dataclasses.replace(sc, lockstep=True)
+    if args.policy is not None:
+        sc = dataclasses.replace(sc, policy={**sc.policy, "kind": args.policy})
     logs.configure("balloonlab", json=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = (args.state_dir / "runs" / f"{sc.name}-{stamp}-{os.getpid()}").resolve()

@@ -61,6 +61,11 @@ def lockstep_participants(scenario: Scenario) -> list[str]:
 
     In the order they take turns within a tick: the host, the guests, then
     the agent, whose new targets the guests then meet at their next turn.
+
+    Known shortcoming: a new target reaches a guest on its WatchTarget
+    stream, outside any turn; the coordinator does not wait for it to be
+    delivered, so a guest could in principle still miss it at its next turn
+    (it never has in our runs: delivery takes microseconds, a turn far more).
     """
     return ["hypervisor", *(f"guest-{g.vm_id}" for g in scenario.guests), "agent"]
 
