@@ -22,13 +22,14 @@ from rich.table import Table
 
 from balloon.v1 import agent_pb2, host_pb2
 from balloon_common import logs
+from balloon_common.config import ConfigError
 from lab import compose
 from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
 from lab.cluster import run_cluster
 from lab.ctl.base import ratio_text
 from lab.ctl.core import vm_table
-from lab.launcher import Child, Lab, LabStartError
+from lab.launcher import Child, Lab, LabStartError, check_configs
 from lab.report import (
     MIB,
     Timeline,
@@ -410,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     except scenario_mod.ScenarioError as exc:
         print(f"balloonlab: {exc}", file=sys.stderr)
         return 2
+    if len(sc.hosts) <= 1:
+        try:
+            check_configs(sc)
+        except ConfigError as exc:
+            print(f"balloonlab: {sc.path}: {exc}", file=sys.stderr)
+            return 2
     if args.command == "check":
         console.print(
             f"{sc.name}: {len(sc.host.nodes)} nodes, {sc.host.total_pages * 4096 / MIB:,.0f} MiB host,"

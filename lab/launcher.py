@@ -25,6 +25,7 @@ import structlog
 
 from balloon.v1 import clock_pb2_grpc
 from balloon_common.auth import new_token, write_token_file
+from balloon_common.config import ConfigError
 from balloon_common.serving import start_grpc_server, stop_grpc_server
 from guest_driver.virtqueue import window_bytes
 from lab.client import ENDPOINTS_FILE, Endpoints
@@ -210,6 +211,32 @@ def build_configs(
         # The oracle reads every guest's future working set from the guest's own trace.
         configs["agent"]["vm_trace"] = guest_traces
     return configs
+
+
+def check_configs(scenario: Scenario) -> None:
+    """Parses every process's config the way the process itself will, before
+    anything starts, so `balloonlab check` refuses what `run` would fail on.
+
+    Raises ConfigError whose message names the process and the key.
+    """
+    from agent.config import AgentConfig
+    from guest_driver.config import parse_config as parse_guest
+    from hypervisor_mock.config import parse_config as parse_hypervisor
+
+    tokens = {g.vm_id: f"check-token-{i}" for i, g in enumerate(scenario.guests)}
+    tokens["operator"] = "check-token-operator"
+    tokens[DEVICE_MODEL] = "check-token-device-model"
+    configs = build_configs(scenario, tokens, 0.0, "127.0.0.1:1")
+    for name, config in configs.items():
+        try:
+            if name == "hypervisor":
+                parse_hypervisor(config)
+            elif name == "agent":
+                AgentConfig.from_dict(config)
+            elif name.startswith("guest-"):
+                parse_guest(config)
+        except ConfigError as exc:
+            raise ConfigError(f"{name}: {exc}") from exc
 
 
 @dataclass

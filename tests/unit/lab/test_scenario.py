@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from balloon_common.config import ConfigError
 from lab import scenario
+from lab.launcher import check_configs
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "lab" / "scenarios"
 
@@ -116,3 +118,20 @@ def test_not_toml_is_refused(tmp_path: Path) -> None:
     """A file that is not TOML gets a one-line error naming the file."""
     with pytest.raises(scenario.ScenarioError, match="not valid TOML"):
         scenario.load(_write(tmp_path, "[lab\n"))
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_scenario_passes_the_processes_own_config_checks(path: Path) -> None:
+    """What `balloonlab check` accepts, every process of the lab accepts too."""
+    sc = scenario.load(path)
+
+    if len(sc.hosts) <= 1:
+        check_configs(sc)
+
+
+def test_a_policy_value_the_agent_refuses_is_caught_before_start(tmp_path: Path) -> None:
+    """A policy interval of 0 passes the scenario's own schema but not the agent's."""
+    sc = scenario.load(_write(tmp_path, MINIMAL + "[policy]\ninterval_s = 0\n"))
+
+    with pytest.raises(ConfigError, match=r"agent: policy\.interval_s"):
+        check_configs(sc)
