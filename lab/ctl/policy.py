@@ -25,7 +25,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     amount.add_argument("--pages", type=non_negative_int, help="how much, in 4 KiB pages")
     amount.add_argument("--mib", type=non_negative_int, help="how much, in MiB")
     rc.add_argument(
-        "--wait-s", type=float, default=0.0, help="ticks to wait for the balloons (0..120)"
+        "--wait-s",
+        type=float,
+        default=30.0,
+        help="ticks to wait for the balloons to get there (0..120, default 30)",
     )
     rc.set_defaults(handler=reclaim)
     dg = sub.add_parser("diagnose", parents=[common], help="who is swapping: guest or host")
