@@ -120,10 +120,12 @@ async def test_pressure_moves_a_vm_and_both_hosts_conserve_frames(cluster: Clust
     client = cluster.client
     hosts = {h.name: h for h in client.hosts}
     last_on_a: dict[str, host_pb2.VmState] = {}
+    lowest_free_on_a: list[int] = []
 
     async def done() -> Any:
         # The state each VM of host a had at its last look, settled, before it left.
-        _, vms = await host_state(hosts["a"])
+        state, vms = await host_state(hosts["a"])
+        lowest_free_on_a.append(state.free_pages)
         for v in vms:
             if v.balloon_actual_pages == v.target.target_pages:
                 last_on_a[v.vm_id] = v
@@ -131,6 +133,17 @@ async def test_pressure_moves_a_vm_and_both_hosts_conserve_frames(cluster: Clust
         return finished[0] if finished else None
 
     moved = await poll_until(done, "a migration from host a to finish", timeout_s=150)
+
+    # The agent holds free memory at its 20 % threshold from below (it inflates only
+    # when free is under it, while the guests keep growing their page cache), so
+    # "recovered" is: back within 1 % of the host of the threshold.
+    recovered_fraction = 0.19
+
+    async def recovered() -> host_pb2.HostState | None:
+        state, _ = await host_state(hosts["a"])
+        return state if state.free_pages >= recovered_fraction * state.total_pages else None
+
+    a_recovered = await poll_until(recovered, "host a's free memory back near 20 %", timeout_s=60)
     a_state, a_vms = await host_state(hosts["a"])
     b_state, b_vms = await host_state(hosts["b"])
     on_b = {v.vm_id: v for v in b_vms}
@@ -156,7 +169,8 @@ async def test_pressure_moves_a_vm_and_both_hosts_conserve_frames(cluster: Clust
     for state in (a_state, b_state):
         for node in state.nodes:
             assert node.free_pages + node.mapped_pages + node.reserved_pages == node.total_pages
-    assert a_state.free_pages >= 0.2 * a_state.total_pages  # host a's free memory recovered
+    assert a_recovered.free_pages >= recovered_fraction * a_recovered.total_pages
+    assert a_recovered.free_pages > min(lowest_free_on_a)  # better than under pressure
     assert before.target.target_pages == PIN_BALLOON_MIB * 256
     assert vm.target.target_pages == before.target.target_pages
     assert vm.target.generation == before.target.generation
