@@ -2,7 +2,9 @@
 
 Host: one node of 24 MiB. Guest "g" of 32 MiB touches a working set of 80 %
 of it, so the host is past its watermarks and swapping. An operator then
-squeezes "g" to 16 MiB, so its own CLOCK evicts. With hints on, the host
+squeezes "g" to 20 MiB, so its own CLOCK evicts, while the host, with 24 MiB
+for 20 MiB of guest, stays near its watermarks (a deeper squeeze would free
+enough host memory to end the hints). With hints on, the host
 names its next swap-out candidates to the guest, whose CLOCK passes them
 over (hinted_skips_pages grows, and the agent's gauge shows it); with hints
 off, the same lab never skips a page for a hint.
@@ -53,6 +55,8 @@ memory_mib = 32
 working_set_fraction = 0.8
 """
 
+#: Memory left to "g" by the squeeze: below its working set, above what frees the host.
+SQUEEZED_MIB = 20
 #: Guest swap-outs after the squeeze by which hints, if on, must have shown.
 SWAPPED_OUT_PAGES = 10000
 
@@ -72,7 +76,7 @@ async def squeeze_and_read(root: Path, hints: bool) -> tuple[int, float | None]:
             async def squeezed() -> agent_pb2.VmStatus | None:
                 try:
                     return await client.set_target(
-                        agent_pb2.SetTargetRequest(vm_id="g", guest_mib=16)
+                        agent_pb2.SetTargetRequest(vm_id="g", guest_mib=SQUEEZED_MIB)
                     )
                 except LabClientError:
                     return None  # the agent has not seen the driver attach yet
@@ -92,7 +96,7 @@ async def squeeze_and_read(root: Path, hints: bool) -> tuple[int, float | None]:
 
             # Hints are due only once the host is near swapping: wait for it to swap.
             await poll_until(host_swapping, "the host to swap guest pages out")
-            await poll_until(squeezed, 'the agent to pin "g" to 16 MiB')
+            await poll_until(squeezed, f'the agent to pin "g" to {SQUEEZED_MIB} MiB')
             skips, _ = await poll_until(
                 evicted,
                 f'"g" to swap out {SWAPPED_OUT_PAGES} pages'
