@@ -52,31 +52,23 @@ async def buddyinfo(args: argparse.Namespace, ctx: Ctx) -> int:
     return 0
 
 
-async def zoneinfo(args: argparse.Namespace, ctx: Ctx) -> int:
-    info = await ctx.client.zoneinfo()
-    if args.json:
-        ctx.emit_json(to_dict(info))
-    else:
-        _print(info.zoneinfo_text)
-    return 0
+def _zone_view(text_field: str) -> Any:
+    """A handler printing one text view of the host's ZoneInfo (all of it with --json)."""
+
+    async def show(args: argparse.Namespace, ctx: Ctx) -> int:
+        info = await ctx.client.zoneinfo()
+        if args.json:
+            ctx.emit_json(to_dict(info))
+        else:
+            _print(getattr(info, text_field))
+        return 0
+
+    return show
 
 
-async def pagetypeinfo(args: argparse.Namespace, ctx: Ctx) -> int:
-    info = await ctx.client.zoneinfo()
-    if args.json:
-        ctx.emit_json(to_dict(info))
-    else:
-        _print(info.pagetypeinfo_text)
-    return 0
-
-
-async def unusable_index(args: argparse.Namespace, ctx: Ctx) -> int:
-    info = await ctx.client.zoneinfo()
-    if args.json:
-        ctx.emit_json(to_dict(info))
-    else:
-        _print(info.unusable_index_text)
-    return 0
+zoneinfo = _zone_view("zoneinfo_text")
+pagetypeinfo = _zone_view("pagetypeinfo_text")
+unusable_index = _zone_view("unusable_index_text")
 
 
 async def numastat(args: argparse.Namespace, ctx: Ctx) -> int:
