@@ -12,7 +12,9 @@ In one run on this host, with every server a real process on 127.0.0.1:
   the same BalloonBatch messages, unread: the ceiling of any gRPC transport.
 
 Each path moves 262144 pages (1 GiB) in batches of 256 into the balloon and
-back, one batch in flight at a time, as the driver does. The guest pages are
+back, one batch in flight at a time, as the driver does. The paths take turns
+every 32 batches (the first to go rotating), so that each shares with its
+baseline whatever else the machine is doing at that moment. The guest pages are
 untouched, so the host core's part is bookkeeping only: the figures are the
 transports' cost, not the cost of freeing frames. Printed: median latency per
 batch, throughput, the ratios hypercall/echo and mmio/hypercall, the goal
@@ -23,10 +25,11 @@ table's modelled latency per batch beside the measured one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +55,8 @@ GIB_PAGES = 262144
 """Pages moved each way per path: 1 GiB of 4 KiB pages."""
 WARMUP_BATCHES = 32
 """Batches sent and dropped before timing, per path (channel set-up, first-call costs)."""
+BLOCK_BATCHES = 32
+"""Batches a path sends before the next path takes its turn (8 MiB)."""
 GOAL_RATIO = 1.5
 """The goal: the hypercall path's per-batch latency within this factor of the bare echo."""
 HYPERCALL_VM = "hc"
@@ -168,8 +173,59 @@ async def start(child: Child, config: dict[str, object]) -> dict[str, object]:
 
 # ------------------------------------------------------------------ the paths
 
+Send = Callable[[npt.NDArray[np.int64]], Awaitable[object]]
+"""Sends one batch on a path and waits for its answer."""
 
-async def run_echo(address: str, each: list[npt.NDArray[np.int64]]) -> PathResult:
+
+@dataclass(frozen=True)
+class Sender:
+    """One path, set up: how it inflates and deflates a batch."""
+
+    path: str
+    inflate: Send
+    deflate: Send
+
+
+def schedule(blocks: int, paths: int) -> list[list[int]]:
+    """For each block of batches, the order in which the paths send it.
+
+    The first path goes first in block 0, the second in block 1, and so on, so
+    that no path always runs right after the same neighbour.
+    """
+    return [[(b + i) % paths for i in range(paths)] for b in range(blocks)]
+
+
+async def interleaved(
+    senders: list[Sender], each: list[npt.NDArray[np.int64]], block_batches: int = BLOCK_BATCHES
+) -> dict[str, PathResult]:
+    """Every path inflates all of `each`, then deflates it, block by block in turns.
+
+    Each path sees the same batches; taking turns every `block_batches`
+    batches means a path and its baseline share whatever else the machine
+    is doing at the time, which one whole path after another would not.
+    """
+    blocks = [each[i : i + block_batches] for i in range(0, len(each), block_batches)]
+    order = schedule(len(blocks), len(senders))
+    timings: dict[tuple[str, str], list[float]] = {}
+    for direction in ("inflate", "deflate"):
+        for block, turn in zip(blocks, order, strict=True):
+            for index in turn:
+                sender = senders[index]
+                send = sender.inflate if direction == "inflate" else sender.deflate
+                timings.setdefault((sender.path, direction), []).extend(await timed(block, send))
+    return {
+        s.path: PathResult(
+            s.path,
+            _direction("inflate", tuple(timings[s.path, "inflate"])),
+            _direction("deflate", tuple(timings[s.path, "deflate"])),
+        )
+        for s in senders
+    }
+
+
+@contextlib.asynccontextmanager
+async def echo_sender(address: str) -> AsyncIterator[Sender]:
+    """The bare echo: the same BalloonBatch bytes out and back, the reply parsed."""
     async with grpc.aio.insecure_channel(address) as channel:
         call = channel.stream_stream(transport_echo.METHOD)(wait_for_ready=True)
 
@@ -181,33 +237,33 @@ async def run_echo(address: str, each: list[npt.NDArray[np.int64]]) -> PathResul
             reply = await call.read()
             hypercall_pb2.BalloonBatch.FromString(reply)
 
-        await timed(each[:WARMUP_BATCHES], lambda b: send(b, False))
-        inflate = await timed(each, lambda b: send(b, False))
-        deflate = await timed(each, lambda b: send(b, True))
-        await call.done_writing()
-        call.cancel()
-    return PathResult("echo", _direction("inflate", inflate), _direction("deflate", deflate))
+        try:
+            yield Sender("echo", lambda b: send(b, False), lambda b: send(b, True))
+        finally:
+            await call.done_writing()
+            call.cancel()
 
 
-async def run_hypercall(address: str, each: list[npt.NDArray[np.int64]]) -> PathResult:
+@contextlib.asynccontextmanager
+async def hypercall_sender(address: str) -> AsyncIterator[Sender]:
+    """The guest driver's GrpcTransport on the Balloon stream."""
     transport = GrpcTransport(address, f"{HYPERCALL_VM}-token")
     try:
         await transport.attach(Feature.MUST_TELL_HOST)
         if not transport.streaming:
             raise RuntimeError("the hypervisor did not offer the Balloon stream")
-        warm = each[:WARMUP_BATCHES]
-        await timed(warm, lambda b: transport.inflate(b, 0))
-        await timed(warm, lambda b: transport.deflate(b, 0, on_oom=False))
-        inflate = await timed(each, lambda b: transport.inflate(b, 0))
-        deflate = await timed(each, lambda b: transport.deflate(b, 0, on_oom=False))
+        yield Sender(
+            "hypercall",
+            lambda b: transport.inflate(b, 0),
+            lambda b: transport.deflate(b, 0, on_oom=False),
+        )
     finally:
         await transport.close()
-    return PathResult("hypercall", _direction("inflate", inflate), _direction("deflate", deflate))
 
 
-async def run_mmio(
-    address: str, shared_file: Path, guest_pages: int, each: list[npt.NDArray[np.int64]]
-) -> PathResult:
+@contextlib.asynccontextmanager
+async def mmio_sender(address: str, shared_file: Path, guest_pages: int) -> AsyncIterator[Sender]:
+    """The guest's MmioTransport, with its interrupt handler running beside it."""
     bus = GrpcMmioBus(address, f"{MMIO_VM}-token")
     window = open_shared_window(shared_file, window_bytes())
     transport = MmioTransport(bus, window, vm_id=MMIO_VM, guest_pages=guest_pages)
@@ -221,15 +277,23 @@ async def run_mmio(
         await transport.attach(Feature.MUST_TELL_HOST)
         async with asyncio.TaskGroup() as tasks:
             handler = tasks.create_task(interrupts())
-            warm = each[:WARMUP_BATCHES]
-            await timed(warm, lambda b: transport.inflate(b, 0))
-            await timed(warm, lambda b: transport.deflate(b, 0, on_oom=False))
-            inflate = await timed(each, lambda b: transport.inflate(b, 0))
-            deflate = await timed(each, lambda b: transport.deflate(b, 0, on_oom=False))
-            handler.cancel()
+            try:
+                yield Sender(
+                    "mmio",
+                    lambda b: transport.inflate(b, 0),
+                    lambda b: transport.deflate(b, 0, on_oom=False),
+                )
+            finally:
+                handler.cancel()
     finally:
         await bus.close()
-    return PathResult("mmio", _direction("inflate", inflate), _direction("deflate", deflate))
+
+
+async def warm_up(sender: Sender, each: list[npt.NDArray[np.int64]]) -> None:
+    """The first batches of a path, sent and dropped (channel set-up, first-call costs)."""
+    warm = each[:WARMUP_BATCHES]
+    await timed(warm, sender.inflate)
+    await timed(warm, sender.deflate)
 
 
 def _direction(name: str, latencies_s: tuple[float, ...]) -> Direction:
@@ -308,11 +372,17 @@ async def run_all(
             cfg["device_model"]["hypervisor"] = address
             await start(device_model, cfg["device_model"])
             echo_address = str((await start(echo, cfg["echo"]))["grpc"])
-            results = {
-                "echo": await run_echo(echo_address, each),
-                "hypercall": await run_hypercall(address, each),
-                "mmio": await run_mmio(address, run_dir / f"{MMIO_VM}.shm", guest_pages, each),
-            }
+            async with contextlib.AsyncExitStack() as stack:
+                senders = [
+                    await stack.enter_async_context(echo_sender(echo_address)),
+                    await stack.enter_async_context(hypercall_sender(address)),
+                    await stack.enter_async_context(
+                        mmio_sender(address, run_dir / f"{MMIO_VM}.shm", guest_pages)
+                    ),
+                ]
+                for sender in senders:
+                    await warm_up(sender, each)
+                results = await interleaved(senders, each)
             inside_us = hypervisor_us(await fetch_metrics_text(str(ready["metrics"])))
         finally:
             for child in reversed(children):

@@ -297,6 +297,8 @@ class GrpcTransport:
         self._stream: grpc.aio.StreamStreamCall | None = None
         self._stream_lock = asyncio.Lock()
         self._batch_ids = itertools.count(1)
+        self.call_timeout_s = CALL_TIMEOUT_S
+        """Seconds a batch on the Balloon stream may wait for its reply."""
 
     @property
     def streaming(self) -> bool:
@@ -321,6 +323,9 @@ class GrpcTransport:
             self._vcpu = vcpu_pb2_grpc.VcpuStub(self._channel)
         return error
 
+    def _late(self) -> HostUnreachable:
+        return HostUnreachable(f"Balloon: no reply within {self.call_timeout_s:g} s")
+
     def _drop_stream(self) -> None:
         if self._stream is not None:
             self._stream.cancel()
@@ -341,21 +346,34 @@ class GrpcTransport:
             if self._stream is None:
                 self._stream = self._hypercall.Balloon(metadata=self._metadata)
             stream = self._stream
+            # The deadline is one timer that cancels the stream, not wait_for (a new task
+            # per batch) nor asyncio.timeout (twice the cost): this path is meant to be fast.
+            expired = False
+
+            def expire() -> None:
+                nonlocal expired
+                expired = True
+                stream.cancel()
+
+            deadline = asyncio.get_running_loop().call_later(self.call_timeout_s, expire)
             try:
-                # asyncio.timeout, not wait_for: wait_for wraps the read in a new task per
-                # batch, which costs tens of microseconds on a path that is meant to be fast.
-                async with asyncio.timeout(CALL_TIMEOUT_S):
-                    await stream.write(batch)
-                    reply = await stream.read()
+                await stream.write(batch)
+                reply = await stream.read()
             except grpc.aio.AioRpcError as exc:
                 self._drop_stream()
+                if expired:
+                    raise self._late() from None
                 raise self._failed(exc) from exc
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not expired:
+                    raise
                 self._drop_stream()
-                raise HostUnreachable("Balloon: no reply within the deadline") from None
+                raise self._late() from None
+            finally:
+                deadline.cancel()
             if reply is grpc.aio.EOF:
                 self._drop_stream()
-                raise HostUnreachable("Balloon: stream ended")
+                raise self._late() if expired else HostUnreachable("Balloon: stream ended")
         assert isinstance(reply, hypercall_pb2.BalloonBatchReply)
         if reply.batch_id != batch.batch_id:
             self._drop_stream()

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from balloon_common.auth import Authenticator
 from balloon_common.clock import ManualClock
 from balloon_common.serving import start_grpc_server, stop_grpc_server
-from guest_driver.transport import Feature, GrpcTransport, HostRefused
+from guest_driver.transport import Feature, GrpcTransport, HostRefused, HostUnreachable
 from hypervisor_mock import costs
 from hypervisor_mock.host import Host
 from hypervisor_mock.service import OPERATOR, HypervisorShell, add_servicers
@@ -25,10 +25,17 @@ VM_TOKEN = "vm1-token"
 
 
 class Rig:
-    def __init__(self, host: Host, registry: CollectorRegistry, transport: GrpcTransport) -> None:
+    def __init__(
+        self,
+        host: Host,
+        registry: CollectorRegistry,
+        transport: GrpcTransport,
+        shell: HypervisorShell,
+    ) -> None:
         self.host = host
         self.registry = registry
         self.transport = transport
+        self.shell = shell
 
     def sample(self, name: str, **labels: str) -> float:
         value = self.registry.get_sample_value(name, labels)
@@ -46,7 +53,7 @@ async def rig() -> AsyncIterator[Rig]:
     )
     transport = GrpcTransport(address, VM_TOKEN, poison_val=0xAA)
     try:
-        yield Rig(host, registry, transport)
+        yield Rig(host, registry, transport, shell)
     finally:
         await transport.close()
         await shell.close()
@@ -137,3 +144,24 @@ def test_modelled_steps_sum_to_the_operation_cost(path: str, steps: costs.Steps)
     )
 
     assert total == pytest.approx(costs.modelled_us(steps) * 1e-6)
+
+
+async def test_a_batch_without_a_reply_ends_at_the_deadline_and_the_next_uses_a_new_stream(
+    rig: Rig,
+) -> None:
+    """While the VM is paused the host holds the batch; the driver gives up at its deadline
+    with HostUnreachable saying so, drops the stream, and once the VM runs again the next
+    batch goes through on a new Balloon stream."""
+    await rig.transport.attach(Feature(0))
+    await rig.transport.inflate(np.arange(0, 8), 0)
+    rig.transport.call_timeout_s = 0.2
+    rig.shell.pause("vm1")
+    with pytest.raises(HostUnreachable) as caught:
+        await rig.transport.inflate(np.arange(8, 16), 0)
+    rig.shell.resume("vm1")
+    after = await rig.transport.inflate(np.arange(16, 24), 0)
+
+    assert "no reply within 0.2 s" in str(caught.value)
+    assert after.accepted_pages == 8
+    calls = "balloonlab_hypervisor_calls_total"
+    assert rig.sample(calls, api="hypercall", method="Balloon") == 2
