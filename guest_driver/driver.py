@@ -262,10 +262,11 @@ class BalloonDriver:
 
     def set_target(self, target: Target) -> None:
         """Takes `target` as the one to follow (from Attach or WatchTarget)."""
-        changed = self.target != target
+        previous = self.target
+        changed = previous != target
         # A message that only carries new hints (the host's swap-out candidates)
         # is not a new target: it is neither logged nor counted as one.
-        moved = self.target is None or (self.target.target_pages, self.target.generation) != (
+        moved = previous is None or (previous.target_pages, previous.generation) != (
             target.target_pages,
             target.generation,
         )
@@ -280,8 +281,10 @@ class BalloonDriver:
                 hinted_pages=len(target.hint_gpfns),
             )
         self._note_hint_command(target.free_page_hint_cmd_id)
-        if changed:
-            # The host sends the hints it wants now with every target; none means none.
+        # The host sends the hints it wants now with every message; none means none.
+        # Target equality leaves the hints out, so they are compared on their own: a
+        # message that changes only the hints must still replace them.
+        if previous is None or previous.hint_gpfns != target.hint_gpfns:
             self._memory.set_hints(np.asarray(target.hint_gpfns, dtype=np.int64))
         self._metrics.balloon_target_pages.labels(self._vm_id).set(target.target_pages)
         if changed and moved:

@@ -15,6 +15,12 @@ The hypervisor's hints (`set_hints`) mark pages it is about to reclaim
 Pages the host asks for by number (`set_requested`) go into the balloon
 first on the next inflate; the CLOCK evicting one of them first is counted
 as a pointless eviction, since the balloon takes the frame anyway.
+
+Known shortcoming: evicting a page the host has already swapped out, or one
+of the host CLOCK's next victims, is just as pointless, but the guest learns
+which those are only from the hints (and then skips them), so only requested
+pages count as pointless evictions; an A/B of hints on and off compares them
+on runs in which the host asks for pages.
 """
 
 from __future__ import annotations
@@ -553,6 +559,10 @@ class GuestMemory:
         self._requested[:] = False
         frames = frames[(frames >= 0) & (frames < self.config.guest_pages)]
         self._requested[frames[self._state[frames] != FrameState.BALLOON]] = True
+
+    def hinted_gpfns(self) -> Gpfns:
+        """The pages whose H bit is set, ascending."""
+        return np.flatnonzero(self._hinted).astype(np.int64)
 
     @property
     def requested_pages(self) -> int:

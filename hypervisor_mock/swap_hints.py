@@ -2,11 +2,11 @@
 
 When the host is within a watermark of swapping (some zone's free frames at
 or under its high watermark, the point below which kswapd would run), the
-shell names, per VM, the next cold 4 KiB guest frames ahead of the host
-CLOCK hand and sends them to the guest as hints (hint_pfns_le32), beside the
-pages RequestBalloonPages asked for. The guest's CLOCK then passes those
-pages over: the host is about to take them anyway, so evicting them inside
-the guest too would be wasted work.
+shell names, per VM, the 4 KiB guest frames the host CLOCK would take
+next (the cold ones ahead of the hand first) and sends them to the guest as
+hints (hint_pfns_le32), beside the pages RequestBalloonPages asked for. The
+guest's CLOCK then passes those pages over: the host is about to take them
+anyway, so evicting them inside the guest too would be wasted work.
 
 Pure reads of the host core: the hand does not move and no referenced bit
 is cleared. Known shortcoming: it reads the core's frame table directly
@@ -36,10 +36,16 @@ def near_swapping(host: Host) -> bool:
 def swap_candidates(
     host: Host, max_pages: int = MAX_HINT_PAGES
 ) -> dict[str, npt.NDArray[np.int64]]:
-    """The next cold, mapped, 4 KiB guest frames from the CLOCK hand on, as gpfns per vm_id.
+    """The host CLOCK's next `max_pages` victims among mapped 4 KiB guest frames, as gpfns
+    per vm_id, if no page is touched meanwhile.
 
-    Up to `max_pages` frames are taken over all VMs, in the order the hand
-    would meet them (wrapping once round the frame table).
+    The hand takes the cold frames in the order it meets them and clears the
+    referenced bit of the others as it passes; once round, those are cold too
+    and go next, in the same order. So the cold frames from the hand on come
+    first, then the referenced ones. Without that second turn a host whose
+    hand stands still (it is not swapping yet, but within a watermark of it)
+    would see every frame its guests touched since as referenced, and hint
+    nothing just before it swaps.
     """
     total = host.total_pages
     if total == 0 or max_pages <= 0:
@@ -47,8 +53,9 @@ def swap_candidates(
     order = (np.arange(total, dtype=np.int64) + host._hand) % total
     owners = host.owner[order]
     flags = host.flags[order]
-    cold = (owners > 0) & ((flags & FLAG_HUGE) == 0) & ((flags & FLAG_REFERENCED) == 0)
-    frames = order[cold][:max_pages]
+    mapped = (owners > 0) & ((flags & FLAG_HUGE) == 0)
+    cold = mapped & ((flags & FLAG_REFERENCED) == 0)
+    frames = np.concatenate((order[cold], order[mapped & ~cold]))[:max_pages]
     out: dict[str, npt.NDArray[np.int64]] = {}
     codes = host.owner[frames].astype(np.int64)
     for code in np.unique(codes).tolist():

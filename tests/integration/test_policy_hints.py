@@ -1,44 +1,49 @@
-"""Reclaim hints in a real lab: the scenario switch [host] reclaim_hints, end to end.
+"""Reclaim hints in a real lab: the scenario switch [host] reclaim_hints, end to end, A/B.
 
-Host: one node of 24 MiB. Guest "g" of 32 MiB touches a working set of 80 %
-of it, so the host is past its watermarks and swapping. An operator then
-squeezes "g" to 20 MiB, so its own CLOCK evicts. With hints off, the same lab
-never skips a page for a hint, and the agent's gauge says so.
+Host: one node of 20 MiB. Guest "g" of 32 MiB touches a working set of 80 %
+of it, so the host is past its watermarks and swapping. At tick 20 an
+operator squeezes "g" to 20 MiB, below its working set, so its own CLOCK
+evicts, while the host stays within a watermark of swapping (and keeps
+hinting its next victims). At tick 30 the operator asks for every eighth
+page of "g" by number (Host.RequestBalloonPages): those are about to be
+taken, and the guest's CLOCK evicting one first is a pointless eviction.
 
-Known shortcoming: with hints on, whether the guest's CLOCK meets a hinted
-page in a lab run depends on timing. The host hints only while a zone is at
-its high watermark, and the squeeze that makes the guest evict also frees
-host memory; and in one run on a 20 MiB host the guest swapped out 186540
-pages with 0 hinted skips while the host sat at its min watermark, which is
-not explained yet. So the lab checks only the "off" side, and the A/B on the same
-seed (fewer pointless evictions with hints on) runs over the pure cores in
-tests/unit/hypervisor/test_requests.py.
+The same scenario and seed run in lock-step with hints on and off. On: the
+CLOCK skips hinted pages, the agent's gauge shows it, and fewer requested
+pages are evicted before the balloon takes them. Off: no skip, gauge 0.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+import numpy as np
 import pytest
-from labkit import poll_until, scrape, write_scenario
+from labkit import scrape, write_scenario
 
-from balloon.v1 import agent_pb2
-from balloon_common.auth import read_token_file
+from balloon.v1 import agent_pb2, host_pb2, host_pb2_grpc
+from balloon_common.auth import call_metadata, read_token_file
+from balloon_common.pfns import pack
 from lab import scenario as scenario_mod
-from lab.client import LabClientError, OperatorClient
+from lab.client import OperatorClient
 from lab.launcher import Lab
 
 pytestmark = [pytest.mark.integration]
 
+END_S = 40
+
 SCENARIO = """
 [lab]
 name = "hints-{hints}"
-duration_s = 100000
+duration_s = {end}
 speed = 4.0
 seed = 3
+lockstep = true
 
 [host]
-node_mib = [24]
+node_mib = [20]
 free_fraction = 1.0
 reclaim_hints = {hints}
 
@@ -55,76 +60,85 @@ memory_mib = 32
 working_set_fraction = 0.8
 """
 
-#: Memory left to "g" by the squeeze: below its working set, above what frees the host.
+#: Tick of the squeeze, and the memory it leaves to "g": below its working set.
+SQUEEZE_AT_S = 20
 SQUEEZED_MIB = 20
-#: Guest swap-outs after the squeeze by which hints, if on, must have shown.
-SWAPPED_OUT_PAGES = 10000
+#: Tick at which every REQUEST_STRIDE-th page of "g" is asked for by number.
+REQUEST_AT_S = 30
+REQUEST_STRIDE = 8
+GUEST_PAGES = 32 * 256
+#: Ticks between two turns of the test's run loop.
+STEP_S = 2
 
 
-async def squeeze_and_read(root: Path, hints: bool) -> tuple[int, float | None]:
-    """Runs one lab, squeezes "g", waits for its CLOCK to evict; returns its hinted skips
-    and the agent's gauge of them."""
-    text = SCENARIO.format(hints=str(hints).lower())
-    running = Lab(scenario_mod.load(write_scenario(root / "hints.toml", text)), root / "run")
+@dataclass(frozen=True)
+class Outcome:
+    """One run's guest counters at its last tick, and the agent's gauge."""
+
+    hinted_skips_pages: int
+    pointless_evictions_pages: int
+    swap_out_pages: int
+    gauge_pages: float | None
+
+
+async def run_lab(root: Path, hints: bool) -> Outcome:
+    """Runs the scenario to its end in lock-step: the squeeze and the request at their
+    ticks (the run loop's turn comes last in a tick, so nothing moves meanwhile)."""
+    mode = "on" if hints else "off"
+    text = SCENARIO.format(hints=str(hints).lower(), end=END_S)
+    scenario = scenario_mod.load(write_scenario(root / f"hints-{mode}.toml", text))
+    running = Lab(scenario, root / f"run-{mode}")
     try:
         await running.start()
         assert running.endpoints is not None
         endpoints = running.endpoints
         token = read_token_file(Path(endpoints.operator_token_file))
-        async with OperatorClient(endpoints.agent, endpoints.hypervisor, token) as client:
-
-            async def squeezed() -> agent_pb2.VmStatus | None:
-                try:
-                    return await client.set_target(
+        async with (
+            OperatorClient(endpoints.agent, endpoints.hypervisor, token) as client,
+            grpc.aio.insecure_channel(endpoints.hypervisor) as channel,
+        ):
+            host = host_pb2_grpc.HostStub(channel)
+            for tick_s in range(STEP_S, END_S + 1, STEP_S):
+                await running.wait_until_s(tick_s)
+                if tick_s == SQUEEZE_AT_S:
+                    await client.set_target(
                         agent_pb2.SetTargetRequest(vm_id="g", guest_mib=SQUEEZED_MIB)
                     )
-                except LabClientError:
-                    return None  # the agent has not seen the driver attach yet
-
-            async def evicted() -> tuple[int, int] | None:
-                stats = (await client.host_vms())[0].stats
-                # On: wait for the first skip (timing varies on a loaded machine);
-                # off: give it as many evictions as it takes to show one, and more.
-                if stats.swap_out_pages < SWAPPED_OUT_PAGES or (
-                    hints and not stats.hinted_skips_pages
-                ):
-                    host = await client.host()
-                    raise AssertionError(
-                        f"guest swap-outs {stats.swap_out_pages}, hinted skips"
-                        f" {stats.hinted_skips_pages}; host free {host.free_pages} pages,"
-                        f" host swap used {host.swap.used_pages} pages"
+                if tick_s == REQUEST_AT_S:
+                    gpfns = np.arange(REQUEST_STRIDE // 2, GUEST_PAGES, REQUEST_STRIDE)
+                    reply = await host.RequestBalloonPages(
+                        host_pb2.RequestBalloonPagesRequest(
+                            vm_id="g", gpfns_le32=pack(gpfns), reason="test"
+                        ),
+                        metadata=call_metadata(token),
                     )
-                return stats.hinted_skips_pages, stats.swap_out_pages
-
-            async def host_swapping() -> bool | None:
-                return True if (await client.host()).swap.used_pages > 0 else None
-
-            # Hints are due only once the host is near swapping: wait for it to swap.
-            await poll_until(host_swapping, "the host to swap guest pages out")
-            await poll_until(squeezed, f'the agent to pin "g" to {SQUEEZED_MIB} MiB')
-            skips, _ = await poll_until(
-                evicted,
-                f'"g" to swap out {SWAPPED_OUT_PAGES} pages'
-                + (" and skip hinted ones" if hints else ""),
+                    assert reply.queued_pages > 0, reply
+            stats = (await client.host_vms())[0].stats
+            samples = scrape(endpoints.agent_metrics)
+            gauge = samples.get(("balloonlab_vm_hint_evictions_avoided_pages", (("vm", "g"),)))
+            return Outcome(
+                hinted_skips_pages=stats.hinted_skips_pages,
+                pointless_evictions_pages=stats.pointless_evictions_pages,
+                swap_out_pages=stats.swap_out_pages,
+                gauge_pages=gauge,
             )
-
-            async def gauge() -> float | None:
-                samples = scrape(endpoints.agent_metrics)
-                value = samples.get(("balloonlab_vm_hint_evictions_avoided_pages", (("vm", "g"),)))
-                # The agent polls on its own interval: with hints on, wait for the skips.
-                return None if value is None or (hints and skips and value == 0) else value
-
-            shown = await poll_until(gauge, "the agent to export the guest's hinted skips")
-            return skips, shown
     finally:
         await running.stop()
 
 
-async def test_hints_off_skip_no_page(tmp_path: Path) -> None:
-    """With [host] reclaim_hints = false the guest's CLOCK never skips a page for a hint,
-    however much it evicts, and the agent's balloonlab_vm_hint_evictions_avoided_pages
-    says 0."""
-    skips, gauge = await squeeze_and_read(tmp_path, False)
+async def test_hints_skip_pages_and_spare_pointless_evictions_on_the_same_seed(
+    tmp_path: Path,
+) -> None:
+    """A/B on one scenario and seed: with [host] reclaim_hints the squeezed guest's CLOCK
+    skips hinted pages, the agent's balloonlab_vm_hint_evictions_avoided_pages shows
+    them, and it evicts fewer of the pages the host asked for than without hints; without
+    hints it never skips one and the gauge says 0."""
+    on = await run_lab(tmp_path, True)
+    off = await run_lab(tmp_path, False)
 
-    assert skips == 0
-    assert gauge == 0
+    assert on.swap_out_pages > 0 and off.swap_out_pages > 0, (on, off)  # the guest did evict
+    assert on.hinted_skips_pages > 0, on
+    assert on.gauge_pages is not None and on.gauge_pages > 0, on
+    assert off.hinted_skips_pages == 0 and off.gauge_pages == 0, off
+    assert off.pointless_evictions_pages > 0, off
+    assert on.pointless_evictions_pages < off.pointless_evictions_pages, (on, off)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
 from balloon_common.auth import Authenticator
@@ -42,7 +43,7 @@ def test_candidates_are_the_cold_frames_ahead_of_the_hand_per_vm() -> None:
     host.flags[hot] |= FLAG_REFERENCED
     hand = host._hand
 
-    found = swap_candidates(host, max_pages=64)
+    found = swap_candidates(host, max_pages=63)
 
     assert near_swapping(host)
     assert sum(len(g) for g in found.values()) == 63
@@ -51,6 +52,44 @@ def test_candidates_are_the_cold_frames_ahead_of_the_hand_per_vm() -> None:
     assert int(host.gpfn[hot]) not in found[hot_vm].tolist()
     assert host._hand == hand
     assert host.flags[hot] & FLAG_REFERENCED
+
+
+def gpfn_order(host: Host, frames: list[int]) -> list[tuple[int, int]]:
+    """(owner code, gpfn) of each host frame, in the order given."""
+    return [(int(host.owner[f]), int(host.gpfn[f])) for f in frames]
+
+
+@pytest.mark.parametrize("hand", [0, 17], ids=["hand-at-0", "hand-at-17"])
+def test_with_every_frame_referenced_the_next_victims_are_the_frames_from_the_hand_on(
+    hand: int,
+) -> None:
+    """A host within a watermark of swapping whose hand stands still sees every frame as
+    referenced; its CLOCK would clear them all in one turn and take them in hand order in
+    the next, so those are the candidates (not none)."""
+    host = full_host()
+    host.flags |= FLAG_REFERENCED
+    host._hand = hand
+
+    found = swap_candidates(host, max_pages=8)
+
+    expected = gpfn_order(host, [(hand + i) % host.total_pages for i in range(8)])
+    named = sorted((host._vm(vm).code, g) for vm, gs in found.items() for g in gs)
+    assert named == sorted(expected)
+    assert host._hand == hand
+    assert (host.flags & FLAG_REFERENCED).all()
+
+
+def test_cold_frames_come_before_referenced_ones() -> None:
+    """Cold frames anywhere in the turn go before referenced frames the hand meets first."""
+    host = full_host()
+    host.flags |= FLAG_REFERENCED
+    cold = [40, 50]
+    host.flags[cold] &= ~FLAG_REFERENCED
+
+    found = swap_candidates(host, max_pages=3)
+
+    named = sorted((host._vm(vm).code, g) for vm, gs in found.items() for g in gs)
+    assert named == sorted(gpfn_order(host, [40, 50, 0]))
 
 
 def test_shell_sends_the_hints_only_when_switched_on() -> None:
