@@ -368,6 +368,7 @@ class AgentServicer:
                     swap_now_pages_per_s=v.swap_now_pages_per_s,
                     deficit_at_max_bytes=v.deficit_at_max_pages * PAGE_BYTES,
                     swap_at_max_pages_per_s=v.swap_at_max_pages_per_s,
+                    overhead_bytes=to_bytes(v.overhead_pages),
                 )
                 for v in storm.vms
             ],

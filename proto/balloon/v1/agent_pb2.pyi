@@ -155,7 +155,7 @@ class GetRmaxRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RmaxVm(_message.Message):
-    __slots__ = ("vm_id", "guest_bytes", "working_set_bytes", "swap_pages_per_s_per_gib", "deficit_now_bytes", "swap_now_pages_per_s", "deficit_at_max_bytes", "swap_at_max_pages_per_s")
+    __slots__ = ("vm_id", "guest_bytes", "working_set_bytes", "swap_pages_per_s_per_gib", "deficit_now_bytes", "swap_now_pages_per_s", "deficit_at_max_bytes", "swap_at_max_pages_per_s", "overhead_bytes")
     VM_ID_FIELD_NUMBER: _ClassVar[int]
     GUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     WORKING_SET_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,7 @@ class RmaxVm(_message.Message):
     SWAP_NOW_PAGES_PER_S_FIELD_NUMBER: _ClassVar[int]
     DEFICIT_AT_MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     SWAP_AT_MAX_PAGES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    OVERHEAD_BYTES_FIELD_NUMBER: _ClassVar[int]
     vm_id: str
     guest_bytes: int
     working_set_bytes: int
@@ -172,7 +173,8 @@ class RmaxVm(_message.Message):
     swap_now_pages_per_s: float
     deficit_at_max_bytes: float
     swap_at_max_pages_per_s: float
-    def __init__(self, vm_id: _Optional[str] = ..., guest_bytes: _Optional[int] = ..., working_set_bytes: _Optional[int] = ..., swap_pages_per_s_per_gib: _Optional[float] = ..., deficit_now_bytes: _Optional[float] = ..., swap_now_pages_per_s: _Optional[float] = ..., deficit_at_max_bytes: _Optional[float] = ..., swap_at_max_pages_per_s: _Optional[float] = ...) -> None: ...
+    overhead_bytes: int
+    def __init__(self, vm_id: _Optional[str] = ..., guest_bytes: _Optional[int] = ..., working_set_bytes: _Optional[int] = ..., swap_pages_per_s_per_gib: _Optional[float] = ..., deficit_now_bytes: _Optional[float] = ..., swap_now_pages_per_s: _Optional[float] = ..., deficit_at_max_bytes: _Optional[float] = ..., swap_at_max_pages_per_s: _Optional[float] = ..., overhead_bytes: _Optional[int] = ...) -> None: ...
 
 class RmaxReport(_message.Message):
     __slots__ = ("max_overcommit_ratio", "overcommit_ratio", "target_ratio", "effective_target_ratio", "swap_bandwidth_pages_per_s", "safe_bandwidth_fraction", "budget_pages_per_s", "swap_now_pages_per_s", "vms", "explanation")
