@@ -158,6 +158,14 @@ def requested_balloon_pages(request: Any, vm: VmSnapshot) -> int | None:
             f"{which}: {getattr(request, which)} MiB exceeds the configured "
             f"{vm.guest_pages // PAGES_PER_MIB} MiB of {vm.vm_id!r}",
         )
+    if which == "guest_mib" and requested_pages == 0:
+        # A pin below the policy's floor is the operator's call (experiments need it), but
+        # a guest of 0 MiB is no guest. (A whole-guest balloon_mib stays allowed.)
+        raise RequestRefused(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+            f"guest_mib: must be at least 1, a guest of 0 MiB cannot run ({vm.vm_id!r})",
+        )
     return requested_pages if which == "balloon_mib" else vm.guest_pages - requested_pages
 
 
@@ -537,7 +545,10 @@ class AgentServicer:
             now = after.vm(step.vm_id)
             if was is None or now is None or not step.applied:
                 continue
-            grown = max(0, min(step.planned_pages, now.actual_pages - was.actual_pages))
+            # This request's pages sit on top of the target the VM already had: a balloon
+            # still catching up with an earlier target fills that first, and those pages
+            # are not this request's.
+            grown = max(0, min(step.planned_pages, now.actual_pages - was.target_pages))
             step.reclaimed_pages = grown
             reclaimed_total += grown
         self._metrics.reclaim_reached.inc(reclaimed_total)
@@ -657,7 +668,6 @@ class AgentServicer:
         """Polls the host until every applied target is reached or `wait_s` ticks pass."""
         clock = self._loop.clock
         start_s = clock.now_s()
-        band = self._state.config.dead_band_pages
         while True:
             try:
                 snapshot = await self._loop.refresh()
@@ -670,7 +680,7 @@ class AgentServicer:
                 if s.applied
                 and (vm := snapshot.vm(s.vm_id)) is not None
                 and vm.driver_attached
-                and s.target_pages - vm.actual_pages > band
+                and vm.actual_pages < s.target_pages
             ]
             if not pending or waited_s >= wait_s:
                 return snapshot, waited_s

@@ -10,17 +10,24 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+log = structlog.get_logger(__name__)
+
 SHUTDOWN_GRACE_S = 2.0
+PARENT_PID_ENV = "BALLOONLAB_PARENT_PID"
+"""Set by the launcher to its own pid: the service stops when that parent is gone."""
+PARENT_POLL_S = 1.0
+"""Wall seconds between two looks at the parent pid (one getppid call each)."""
 
 
 class ListenAddressError(ValueError):
@@ -120,19 +127,65 @@ def write_ready_file(path: Path | None, **fields: Any) -> None:
     tmp.replace(path)
 
 
+def watched_parent_pid(environ: MutableMapping[str, str]) -> int | None:
+    """The parent pid named by $BALLOONLAB_PARENT_PID, removed from `environ`; None if unset.
+
+    Removed so that a process this service starts does not watch the wrong
+    parent. Unset under docker-compose, where the parent is the container's
+    init and outlives nothing worth watching. A value that is not a pid > 1 is
+    ignored (pid 1 is what an orphan is re-parented to).
+    """
+    raw = environ.pop(PARENT_PID_ENV, "")
+    if not raw.isdigit() or int(raw) <= 1:
+        return None
+    return int(raw)
+
+
+async def watch_parent(
+    parent_pid: int,
+    stop: asyncio.Event,
+    getppid: Callable[[], int] = os.getppid,
+    interval_s: float = PARENT_POLL_S,
+) -> None:
+    """Sets `stop` once this process's parent is no longer `parent_pid`.
+
+    A parent killed outright (SIGKILL) cannot stop its children; the kernel
+    re-parents them instead, which is what this notices, at most `interval_s`
+    late. It then stops the service as SIGTERM would.
+    """
+    while not stop.is_set():
+        if getppid() != parent_pid:
+            log.warning("parent_gone", parent_pid=parent_pid, next="stopping as on SIGTERM")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     """Runs `main(stop)` in a fresh event loop; SIGTERM and SIGINT set `stop`.
 
-    `main` is expected to return soon after `stop` is set. Returns the exit
-    code: 0 after a clean stop.
+    Under the launcher ($BALLOONLAB_PARENT_PID set) the death of the launcher
+    sets `stop` too (watch_parent). `main` is expected to return soon after
+    `stop` is set. Returns the exit code: 0 after a clean stop.
     """
+    parent_pid = watched_parent_pid(os.environ)
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await main(stop)
+        watcher = (
+            None if parent_pid is None else asyncio.ensure_future(watch_parent(parent_pid, stop))
+        )
+        try:
+            await main(stop)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
     asyncio.run(runner())
     return 0

@@ -28,12 +28,17 @@ EXIT_ERROR = 1
 
 def _parser() -> argparse.ArgumentParser:
     common = CtlParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON instead of the text output (a table or a line)",
+    )
     p = CtlParser(
         prog="balloonctl",
         description="Operate a running balloonlab: status, VMs, balloon targets, host views.",
         epilog="Connection: --lab DIR (default .balloonlab/current, or $BALLOONLAB_DIR), or"
-        " --agent/--host HOST:PORT with --token-file (or $BALLOONLAB_TOKEN_FILE).",
+        " --agent/--host HOST:PORT with --token-file (or $BALLOONLAB_TOKEN_FILE)."
+        " migrate and migrations read the whole cluster from --lab only.",
     )
     p.add_argument(
         "--lab", type=Path, default=None, help="run folder of a lab started by balloonlab"

@@ -23,11 +23,12 @@ from rich.table import Table
 from balloon.v1 import agent_pb2, host_pb2
 from balloon_common import logs
 from balloon_common.config import ConfigError
+from balloon_common.serving import ListenAddressError, split_address
 from lab import compose
 from lab import scenario as scenario_mod
 from lab.client import LabClientError, OperatorClient
 from lab.cluster import run_cluster
-from lab.ctl.base import ratio_text
+from lab.ctl.base import plural, ratio_text
 from lab.ctl.core import vm_table
 from lab.launcher import Child, Lab, LabStartError, check_configs
 from lab.report import (
@@ -82,15 +83,20 @@ async def inject_fault(lab: Lab, client: OperatorClient, fault: scenario_mod.Fau
     return f"balloon target {vm.balloon_target_bytes / MIB:,.0f} MiB, manual {vm.manual}"
 
 
+AGENT_VIEW = "agent view"
+"""Label of the live lines: the agent's last sample, which can lag the hypervisor's
+figures that summary.json reports (taken from the Host API at the end)."""
+
+
 def status_table(status: agent_pb2.AgentStatus, duration_s: float) -> Table:
-    """The live view: one title line for the host, one row per VM."""
+    """The live view: one title line for the host, one row per VM, as the agent sees them."""
     h = status.host
     nodes = "  ".join(
         f"node{i} {free / MIB:,.0f}/{total / MIB:,.0f}"
         for i, (free, total) in enumerate(zip(h.node_free_bytes, h.node_total_bytes, strict=False))
     )
     title = (
-        f"tick {status.now_s:,.0f}/{duration_s:,.0f}   host free {h.free_bytes / MIB:,.0f} MiB"
+        f"{AGENT_VIEW}: tick {status.now_s:,.0f}/{duration_s:,.0f}   host free {h.free_bytes / MIB:,.0f} MiB"
         f" ({nodes} MiB)   R {ratio_text(status.overcommit_ratio)} (target {status.target_ratio:.2f})"
         f"   host swap {h.host_swap_used_bytes / MIB:,.0f} MiB"
     )
@@ -110,7 +116,7 @@ async def run_lab(
     transport: dict[str, dict[str, float | int | None]] | None = None
     faults_fired: list[dict[str, object]] = []
     console.print(
-        f"[bold]{sc.name}[/]: {len(sc.guests)} guests, {sc.committed_pages * 4096 / MIB:,.0f} MiB committed"
+        f"[bold]{sc.name}[/]: {plural(len(sc.guests), 'guest')}, {sc.committed_pages * 4096 / MIB:,.0f} MiB committed"
         f" on a {sc.host.total_pages * 4096 / MIB:,.0f} MiB host ({sc.commit_ratio:.2f}x),"
         f" {sc.duration_s:g} ticks at {sc.speed:g} ticks/s"
     )
@@ -170,7 +176,7 @@ async def run_lab(
                         if view is None and status.now_s - last_line >= 20:
                             last_line = status.now_s
                             console.print(
-                                f"tick {status.now_s:6.0f}/{sc.duration_s:g}  host free {status.host.free_bytes / MIB:8,.0f} MiB"
+                                f"{AGENT_VIEW}: tick {status.now_s:6.0f}/{sc.duration_s:g}  host free {status.host.free_bytes / MIB:8,.0f} MiB"
                                 f"  R {ratio_text(status.overcommit_ratio)}  decisions {status.decisions_total}"
                             )
                     for fault in scenario_mod.due_faults(sc.faults, len(faults_fired), lab.now_s()):
@@ -273,7 +279,9 @@ async def until_terminated(main: Coroutine[Any, Any, int]) -> int:
     """Runs `main`; SIGTERM cancels it as Ctrl-C would, so the lab still stops cleanly.
 
     The lab's processes run in their own sessions: a signal to the launcher
-    reaches them only through its orderly stop.
+    reaches them only through its orderly stop. A launcher killed outright
+    (SIGKILL) stops nothing; each process then notices it lost its parent
+    and stops by itself (balloon_common.serving.watch_parent).
     """
     task = asyncio.ensure_future(main)
     loop = asyncio.get_running_loop()
@@ -293,7 +301,7 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
     if isinstance(host, dict):
         console.print(
             f"[bold]summary[/]: {summary.get('ticks') or 0:.0f} ticks in {summary['wall_s']} s;"
-            f" host free {host['free_mib']:,.0f} of {host['total_mib']:,.0f} MiB (lowest {host['min_free_mib'] or 0:,.0f});"
+            f" host free (hypervisor) {host['free_mib']:,.0f} of {host['total_mib']:,.0f} MiB (lowest {host['min_free_mib'] or 0:,.0f});"
             f" host swap in/out {host['pswpin']}/{host['pswpout']} pages;"
             f" R {summary['overcommit_ratio'] or 0:.3f} (target {summary['target_ratio'] or 0:.2f});"
             f" {summary['decisions_total']} decisions; clean stop: {summary['clean_stop']}"
@@ -309,6 +317,52 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
                 if t.get("batches")
             )
         )
+
+
+def check_lines(sc: scenario_mod.Scenario) -> list[str]:
+    """What `balloonlab check` prints: the lab, then one line per host when there are several.
+
+    Each host line has its own nodes, memory, guests and committed ratio
+    (guest memory that starts there over that host's memory).
+    """
+    if len(sc.hosts) <= 1:
+        name = sc.host_names[0]
+        return [
+            f"{sc.name}: {plural(len(sc.host.nodes), 'node')},"
+            f" {sc.host.total_pages * 4096 / MIB:,.0f} MiB host, {plural(len(sc.guests), 'guest')},"
+            f" committed {sc.host_commit_ratio(name):.3f}x, {sc.duration_s:g} ticks"
+        ]
+    lines = [
+        f"{sc.name}: {plural(len(sc.hosts), 'host')}, {plural(len(sc.guests), 'guest')},"
+        f" {sc.duration_s:g} ticks"
+    ]
+    for name in sc.host_names:
+        spec = sc.host_spec(name)
+        on = [g.vm_id for g in sc.guests_on(name)]
+        lines.append(
+            f"  host {name}: {plural(len(spec.nodes), 'node')},"
+            f" {spec.total_pages * 4096 / MIB:,.0f} MiB, {plural(len(on), 'guest')}"
+            + (f" ({', '.join(on)})" if on else "")
+            + f", committed {sc.host_commit_ratio(name):.3f}x"
+        )
+    return lines
+
+
+def _health(address: str, service: str) -> int:
+    """`balloonlab health`: 0 when SERVING, else one line on stderr saying what failed."""
+    try:
+        split_address(address)
+    except ListenAddressError as exc:
+        print(f"balloonlab: health: {exc}", file=sys.stderr)
+        return 2
+    if compose.probe_health(address, service):
+        return 0
+    what = f"service {service!r}" if service else "the server"
+    print(
+        f"balloonlab: health: {what} at {address} is not SERVING (or did not answer)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -382,7 +436,7 @@ def _compose_command(args: argparse.Namespace) -> int:
     """`render`, `service` and `health`: the docker-compose side of the lab."""
     try:
         if args.command == "health":
-            return 0 if compose.probe_health(args.address, args.service) else 1
+            return _health(args.address, args.service)
         if args.command == "service":
             compose.exec_service(args.kind, args.template, os.environ, args.migration_template)
             return 1  # exec_service returns only by raising
@@ -411,23 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     except scenario_mod.ScenarioError as exc:
         print(f"balloonlab: {exc}", file=sys.stderr)
         return 2
-    if len(sc.hosts) <= 1:
-        try:
-            check_configs(sc)
-        except ConfigError as exc:
-            print(f"balloonlab: {sc.path}: {exc}", file=sys.stderr)
-            return 2
+    try:
+        check_configs(sc)
+    except ConfigError as exc:
+        print(f"balloonlab: {sc.path}: {exc}", file=sys.stderr)
+        return 2
     if args.command == "check":
-        console.print(
-            f"{sc.name}: {len(sc.host.nodes)} nodes, {sc.host.total_pages * 4096 / MIB:,.0f} MiB host,"
-            f" {len(sc.guests)} guests, committed {sc.commit_ratio:.3f}x, {sc.duration_s:g} ticks"
-        )
-        if len(sc.hosts) > 1:
-            for name, spec in sc.hosts:
-                on = [g.vm_id for g in sc.guests if g.host == name]
-                console.print(
-                    f"  host {name}: {spec.total_pages * 4096 / MIB:,.0f} MiB, guests {', '.join(on)}"
-                )
+        for line in check_lines(sc):
+            console.print(line, highlight=False)
         return 0
     if args.duration_s is not None:
         if not args.duration_s >= 1:

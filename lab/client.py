@@ -5,7 +5,8 @@ launcher and balloonctl. Maps gRPC failures to one exception with a sentence.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,27 @@ class Endpoints:
     """Hypervisor /metrics address (host:port)."""
     operator_token_file: str
     """File holding the operator credential."""
+    launcher_pid: str = ""
+    """Pid of the `balloonlab run` that started the lab ("" when not recorded)."""
 
     def to_dict(self) -> dict[str, str]:
         return dict(self.__dict__)
 
     @classmethod
     def read(cls, run_dir: Path) -> Endpoints:
+        """The endpoints a running lab recorded in `run_dir`.
+
+        Raises LabClientError when there is none, or when the launcher that
+        wrote them is gone (killed outright, it could not remove the file;
+        its processes stop by themselves soon after).
+        """
         path = run_dir / ENDPOINTS_FILE
         try:
             raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**{k: str(raw[k]) for k in cls.__dataclass_fields__})
+            fields = cls.__dataclass_fields__.items()
+            ep = cls(**{k: str(raw[k]) for k, f in fields if k in raw or f.default is MISSING})
+            if ep.launcher_pid and not ep.launcher_pid.isdigit():
+                raise ValueError(f"launcher_pid {ep.launcher_pid!r} is not a pid")
         except FileNotFoundError as exc:
             raise LabClientError(
                 f"no running lab found: {path} does not exist (start one with `make run`,"
@@ -56,6 +68,30 @@ class Endpoints:
             ) from exc
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise LabClientError(f"{path} is unreadable: {exc}") from exc
+        if ep.launcher_pid and not pid_alive(int(ep.launcher_pid)):
+            raise LabClientError(
+                f"the lab in {run_dir} is not running: its launcher (pid {ep.launcher_pid})"
+                f" is gone and {ENDPOINTS_FILE} is stale (start one with `make run`)"
+            )
+        return ep
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (signal 0 checks without sending anything).
+
+    Known shortcoming: a pid the system has since reused for another process
+    reads as alive, so a stale endpoints file then gets past this check and
+    the calls fail as unreachable instead.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def describe_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> str:

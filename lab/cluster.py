@@ -38,7 +38,7 @@ from rich.table import Table
 from balloon.v1 import agent_pb2, agent_pb2_grpc, host_pb2, migration_pb2, migration_pb2_grpc
 from balloon_common.auth import call_metadata, new_token, read_token_file
 from lab.client import ENDPOINTS_FILE, Endpoints, LabClientError, OperatorClient
-from lab.ctl.base import ratio_text
+from lab.ctl.base import plural, ratio_text
 from lab.launcher import Lab, LabStartError
 from lab.report import Timeline, build_summary, write_report
 from lab.scenario import Scenario
@@ -69,10 +69,14 @@ class HostEndpoints:
 
 
 def read_cluster(run_dir: Path) -> list[HostEndpoints]:
-    """The hosts of a running cluster; a single-host lab reads as one host, "host0"."""
+    """The hosts of a running cluster; a single-host lab reads as one host, "host0".
+
+    Raises LabClientError when no lab runs there (Endpoints.read: none, or a
+    launcher that is gone).
+    """
     path = run_dir / CLUSTER_FILE
+    ep = Endpoints.read(run_dir)
     if not path.exists():
-        ep = Endpoints.read(run_dir)
         return [HostEndpoints("host0", ep.agent, ep.hypervisor, ep.operator_token_file)]
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -412,14 +416,17 @@ async def run_cluster(
     migrations: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     failure: str | None = None
+    came_up = False
     first = next(iter(cluster.labs.values()))
     console.print(
-        f"[bold]{scenario.name}[/]: {len(scenario.hosts)} hosts, {len(scenario.guests)} guests,"
+        f"[bold]{scenario.name}[/]: {plural(len(scenario.hosts), 'host')},"
+        f" {plural(len(scenario.guests), 'guest')},"
         f" {scenario.duration_s:g} ticks at {scenario.speed:g} ticks/s"
     )
     console.print(f"logs and endpoints: {run_dir}")
     try:
         hosts = await cluster.start()
+        came_up = True
         for h in hosts:
             console.print(f"host {h.name}: agent {h.agent}  hypervisor {h.hypervisor}")
         assert cluster.client is not None
@@ -465,11 +472,17 @@ async def run_cluster(
     except asyncio.CancelledError:
         failure = "interrupted"
     finally:
-        ticks_run = first.now_s() if first.epoch_unix_s else 0.0
-        for name, lab in cluster.labs.items():
-            await _poll_host(lab, records[name])
+        # The clock's epoch is set before the start, so only a cluster that came up ran ticks.
+        ticks_run = first.now_s() if came_up else 0.0
+        if came_up:
+            for name, lab in cluster.labs.items():
+                await _poll_host(lab, records[name])
         console.print("stopping the cluster ...")
         exit_codes = await cluster.stop()
+    if not came_up:
+        # As for one host: a lab that never came up writes no report (an older one stays).
+        console.print(f"[red]cluster failed before it came up, no report written: {failure}[/]")
+        return 1
     wall_s = time.monotonic() - started
     sections: dict[str, Any] = {}
     written: list[Path] = []

@@ -26,7 +26,7 @@ import structlog
 from balloon.v1 import clock_pb2_grpc
 from balloon_common.auth import new_token, write_token_file
 from balloon_common.config import ConfigError
-from balloon_common.serving import start_grpc_server, stop_grpc_server
+from balloon_common.serving import PARENT_PID_ENV, start_grpc_server, stop_grpc_server
 from guest_driver.virtqueue import window_bytes
 from lab.client import ENDPOINTS_FILE, Endpoints
 from lab.lockstep import SERVICE_NAME as CLOCK_SERVICE
@@ -217,11 +217,33 @@ def check_configs(scenario: Scenario) -> None:
     """Parses every process's config the way the process itself will, before
     anything starts, so `balloonlab check` refuses what `run` would fail on.
 
-    Raises ConfigError whose message names the process and the key.
+    Every host of a multi-host scenario is checked as lab/cluster.py starts it
+    (its own lab, with a migration config). Each guest's trace file is loaded
+    as the guest will load it.
+
+    Raises ConfigError whose message names the host (several hosts), the
+    process and the key or file.
     """
+    if len(scenario.hosts) > 1:
+        from lab.cluster import host_scenario
+
+        for name in scenario.host_names:
+            try:
+                _check_host_configs(host_scenario(scenario, name), migration=True)
+            except ConfigError as exc:
+                raise ConfigError(f"host {name}: {exc}") from exc
+        return
+    _check_host_configs(scenario, migration=False)
+
+
+def _check_host_configs(scenario: Scenario, migration: bool) -> None:
+    """check_configs for the processes of one host."""
     from agent.config import AgentConfig
     from guest_driver.config import parse_config as parse_guest
+    from guest_driver.trace import TraceError, TraceWorkload, load_bitbrains
     from hypervisor_mock.config import parse_config as parse_hypervisor
+    from hypervisor_mock.device_model.service import parse_config as parse_device_model
+    from hypervisor_mock.migration_service import parse_migration_config
 
     tokens = {g.vm_id: f"check-token-{i}" for i, g in enumerate(scenario.guests)}
     tokens["operator"] = "check-token-operator"
@@ -231,10 +253,21 @@ def check_configs(scenario: Scenario) -> None:
         try:
             if name == "hypervisor":
                 parse_hypervisor(config)
+                if migration:
+                    parse_migration_config({"peer_token": "check-token-peer"})
             elif name == "agent":
                 AgentConfig.from_dict(config)
+            elif name == DEVICE_MODEL:
+                parse_device_model(config)
             elif name.startswith("guest-"):
-                parse_guest(config)
+                guest = parse_guest(config)
+                trace = guest.trace
+                if trace.format == "bitbrains" and trace.path is not None:
+                    # As guest_driver.__main__.build_workload does, without its log line.
+                    samples, _ = load_bitbrains(trace.path)
+                    TraceWorkload(samples, trace.start_row, trace.tick_s_per_row)
+        except TraceError as exc:
+            raise ConfigError(f"{name}: trace: {exc}") from exc
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from exc
 
@@ -278,7 +311,9 @@ class Child:
         self.ready_path.unlink(missing_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The child stops by itself should this process die without stopping it (SIGKILL):
+        # it watches for being re-parented (balloon_common.serving.watch_parent).
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_PID_ENV: str(os.getpid())})
         self.process = await asyncio.create_subprocess_exec(
             *argv,
             stdout=self._log,
@@ -425,6 +460,7 @@ class Lab:
             agent_metrics=self.agent.ready.get("metrics", ""),
             hypervisor_metrics=hv.get("metrics", ""),
             operator_token_file=str(token_file.resolve()),
+            launcher_pid=str(os.getpid()),
         )
         self._write_endpoints()
         return self.endpoints

@@ -258,7 +258,22 @@ class Scenario:
 
     @property
     def commit_ratio(self) -> float:
-        return self.committed_pages / self.host.total_pages
+        """Guest memory over host memory, every host together (one host: that host's)."""
+        total_pages = sum(spec.total_pages for _, spec in self.hosts) or self.host.total_pages
+        return self.committed_pages / total_pages
+
+    def host_spec(self, name: str) -> HostSpec:
+        """The [[host]] called `name` (a single [host] table is "host0")."""
+        return dict(self.hosts).get(name, self.host) if self.hosts else self.host
+
+    def guests_on(self, name: str) -> tuple[GuestSpec, ...]:
+        """The guests that start on host `name`."""
+        return tuple(g for g in self.guests if g.host == name)
+
+    def host_commit_ratio(self, name: str) -> float:
+        """Guest memory starting on host `name` over that host's memory."""
+        committed_pages = sum(g.guest_pages for g in self.guests_on(name))
+        return committed_pages / self.host_spec(name).total_pages
 
 
 FEATURES = (
@@ -394,6 +409,13 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
         spec = replace(spec, host=on)
         if spec.vm_id in seen_ids:
             raise ScenarioError(f"{g._where}.vm_id: {spec.vm_id!r} is used twice")
+        host_pages = by_name[on].total_pages
+        if spec.guest_pages > host_pages:
+            raise ScenarioError(
+                f"{g._where}.memory_mib: guest {spec.vm_id!r} has"
+                f" {spec.guest_pages / PAGES_PER_MIB:,.0f} MiB, more than all"
+                f" {host_pages / PAGES_PER_MIB:,.0f} MiB of its host {on!r}"
+            )
         seen_ids.add(spec.vm_id)
         guests.append(spec)
     if not guests:
@@ -478,10 +500,11 @@ def _parse_fault(f: _Table, duration_s: float, guests: list[GuestSpec]) -> Fault
         has_balloon = "balloon_mib" in f._raw
         if has_balloon == ("guest_mib" in f._raw):
             raise ScenarioError(f"{f._where}: a pin needs exactly one of balloon_mib or guest_mib")
+        # The agent refuses guest_mib 0 (agent/api.py requested_balloon_pages); so does this.
         if has_balloon:
             balloon_mib = f.number("balloon_mib", low=0, high=memory_mib)
         else:
-            guest_mib = f.number("guest_mib", low=0, high=memory_mib)
+            guest_mib = f.number("guest_mib", low=1, high=memory_mib)
     f.finish()
     return FaultSpec(
         at_s=at_s,

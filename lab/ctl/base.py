@@ -86,3 +86,8 @@ def rate_text(value: float) -> str:
 def ratio_text(value: float) -> str:
     """R for people: the agent reports +Inf while no capacity is known yet."""
     return f"{value:.3f}" if math.isfinite(value) else "-"
+
+
+def plural(count: int, noun: str) -> str:
+    """A count and its noun for people: '1 node', '2 nodes'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

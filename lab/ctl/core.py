@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from rich.table import Table
@@ -101,6 +102,23 @@ async def vms(args: argparse.Namespace, ctx: Ctx) -> int:
     return 0
 
 
+def below_floor_warning(vm: agent_pb2.VmStatus) -> str | None:
+    """A sentence when a pin leaves the guest less than the policy's floor, else None.
+
+    Operators may pin below the floor (experiments need it); they are told so.
+    Unknown statistics (no floor yet) or an unpinned VM get no warning.
+    """
+    if not (vm.manual and vm.stats_known and vm.floor_bytes):
+        return None
+    left_bytes = vm.guest_bytes - vm.balloon_target_bytes
+    if left_bytes >= vm.floor_bytes:
+        return None
+    return (
+        f"{vm.vm_id} is pinned at {left_bytes / MIB:,.0f} MiB, below its policy floor of"
+        f" {vm.floor_bytes / MIB:,.0f} MiB (its working set may swap)"
+    )
+
+
 async def set_target(args: argparse.Namespace, ctx: Ctx) -> int:
     if args.auto:
         request = agent_pb2.SetTargetRequest(vm_id=args.vm, auto=True)
@@ -109,6 +127,10 @@ async def set_target(args: argparse.Namespace, ctx: Ctx) -> int:
     else:
         request = agent_pb2.SetTargetRequest(vm_id=args.vm, guest_mib=args.guest_mib)
     vm = await ctx.client.set_target(request)
+    warning = below_floor_warning(vm)
+    if warning is not None:
+        # To stderr, so --json output stays one JSON document.
+        print(f"balloonctl: warning: {warning}", file=sys.stderr)
     if args.json:
         ctx.emit_json(to_dict(vm))
     else:

@@ -109,8 +109,9 @@ async def reclaim(args: argparse.Namespace, ctx: Ctx) -> int:
         return 0
     ctx.out.print(
         f"asked {reply.requested_pages} pages, planned {reply.planned_pages}, reached"
-        f" {reply.reclaimed_pages} after {reply.waited_s:g} ticks (host free"
-        f" {reply.host_free_delta_pages:+d} pages); at most {reply.max_reclaimable_pages}"
+        f" {reply.reclaimed_pages} after {reply.waited_s:g} ticks (host free memory moved by"
+        f" {reply.host_free_delta_pages:+d} pages meanwhile, guests' own use included);"
+        f" at most {reply.max_reclaimable_pages}"
         f" could be taken; cost {reply.total_cost:.4g}"
     )
     table = Table(title=f"plan, batches of {reply.batch_pages} pages", title_justify="left")
@@ -138,7 +139,10 @@ async def diagnose(args: argparse.Namespace, ctx: Ctx) -> int:
     for vm in reply.vms:
         ctx.out.print(f"[bold]{vm.vm_id}[/bold]: {vm.verdict} ({vm.summary})")
         table = Table(show_header=True, box=None, padding=(0, 2))
-        for col in ("signal", "value", "threshold", "high"):
+        # "above": the value passed its threshold. Which signals make a verdict is in the
+        # summary line: a guest holding much memory free is above its threshold and is only
+        # evidence when the host swaps that VM.
+        for col in ("signal", "value", "threshold", "above"):
             table.add_column(col, justify="left" if col == "signal" else "right")
         for e in vm.evidence:
             value = "unknown" if math.isnan(e.value) else f"{e.value:,.3g}"

@@ -135,6 +135,11 @@ def test_a_scenario_without_faults_has_none(tmp_path: Path) -> None:
             id="pin-above-guest",
         ),
         pytest.param(
+            'at_s = 5\naction = "pin"\nvm_id = "a"\nguest_mib = 0',
+            "fault[0].guest_mib: must be at least 1",
+            id="pin-guest-to-zero",
+        ),
+        pytest.param(
             'at_s = 5\naction = "pin"\nvm_id = "nodrv"\nguest_mib = 16',
             "fault[0].vm_id: 'nodrv' has no balloon driver",
             id="pin-without-driver",
