@@ -409,12 +409,16 @@ def parse(raw: dict[str, Any], path: Path) -> Scenario:
         spec = replace(spec, host=on)
         if spec.vm_id in seen_ids:
             raise ScenarioError(f"{g._where}.vm_id: {spec.vm_id!r} is used twice")
+        # A guest bigger than its host is overcommit (the host swaps); one bigger than the
+        # host's memory and swap together could never have all its pages backed.
         host_pages = by_name[on].total_pages
-        if spec.guest_pages > host_pages:
+        swap_pages = by_name[on].swap.capacity_pages
+        if spec.guest_pages > host_pages + swap_pages:
             raise ScenarioError(
                 f"{g._where}.memory_mib: guest {spec.vm_id!r} has"
-                f" {spec.guest_pages / PAGES_PER_MIB:,.0f} MiB, more than all"
-                f" {host_pages / PAGES_PER_MIB:,.0f} MiB of its host {on!r}"
+                f" {spec.guest_pages / PAGES_PER_MIB:,.0f} MiB, more than the"
+                f" {host_pages / PAGES_PER_MIB:,.0f} MiB of memory and"
+                f" {swap_pages / PAGES_PER_MIB:,.0f} MiB of swap of its host {on!r} can back"
             )
         seen_ids.add(spec.vm_id)
         guests.append(spec)

@@ -135,22 +135,33 @@ def test_a_real_trace_passes_check(tmp_path: Path) -> None:
     [
         pytest.param(
             ONE_HOST.replace("memory_mib = 32", "memory_mib = 100000"),
-            "guest[0].memory_mib: guest 'a' has 100,000 MiB, more than all 64 MiB of its host",
+            "guest[0].memory_mib: guest 'a' has 100,000 MiB, more than the 64 MiB of memory"
+            " and 1,024 MiB of swap of its host",
             id="one-host",
         ),
         pytest.param(
-            TWO_HOSTS.replace("memory_mib = 64\n", "memory_mib = 300\n"),
-            "guest[2].memory_mib: guest 'z' has 300 MiB, more than all 256 MiB of its host 'b'",
+            TWO_HOSTS.replace("memory_mib = 64\n", "memory_mib = 300\n").replace(
+                "node_mib = [128, 128]\n", "node_mib = [128, 128]\n[host.swap]\ncapacity_mib = 16\n"
+            ),
+            "guest[2].memory_mib: guest 'z' has 300 MiB, more than the 256 MiB of memory"
+            " and 16 MiB of swap of its host 'b'",
             id="second-host",
         ),
     ],
 )
-def test_a_guest_bigger_than_its_host_is_refused(tmp_path: Path, text: str, message: str) -> None:
-    """No guest may be configured with more memory than its whole host has."""
+def test_a_guest_its_host_cannot_back_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    """No guest may have more memory than its host's memory and swap together."""
     with pytest.raises(scenario.ScenarioError) as err:
         _load(tmp_path, text)
 
     assert str(err.value).startswith(message)
+
+
+def test_a_guest_bigger_than_its_host_but_within_its_swap_is_allowed(tmp_path: Path) -> None:
+    """A guest larger than the host's memory is overcommit: the host swaps the rest."""
+    sc = _load(tmp_path, ONE_HOST.replace("memory_mib = 32", "memory_mib = 96"))
+
+    assert sc.commit_ratio == 1.5
 
 
 def test_a_guest_as_big_as_its_host_is_allowed(tmp_path: Path) -> None:
