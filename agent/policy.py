@@ -16,23 +16,39 @@ One round, in order: (1) a target above a VM's max balloon is lowered to it
 ("floor"); (2) a guest under memory pressure deflates by one step and takes
 no inflation ("guest_pressure"); (3) if R is above target or host free memory
 is below the threshold, the others inflate, in proportion to their room
-("ratio" or "free_threshold"); (4) otherwise, if free memory is comfortably
-above the threshold and R below target, balloons deflate in proportion to
-their size ("surplus"); (5) a change smaller than the dead band is not sent
-("dead_band"); (6) a balloon still moving is not reversed ("in_flight");
-(7) a VM pinned by an operator keeps its target ("manual").
+("ratio" or "free_threshold"), most from the VMs whose next page costs least
+(agent/reclaim.py's marginal cost); (4) otherwise, if free memory is comfortably
+above the threshold and R below target, balloons above their idle goal deflate
+in proportion to their size ("surplus"); (5) memory above a VM's floor is idle:
+a VM not under pressure, and not lately, inflates toward that idle goal by a
+share of what is left ("idle"), so the target ratio is the least the host
+reaches, not the most; (6) a change smaller than the dead band is not sent
+("dead_band"); (7) a balloon still moving is not reversed ("in_flight");
+(8) a VM pinned by an operator keeps its target ("manual").
+
+The floor is the working set plus the guest's own overhead (kernel and free
+watermark, read from its statistics) plus margins, where the working set is
+the highest one reported over the last `ws_window_s` ticks: a trace's working
+set swings from round to round, and a floor that follows every dip would
+squeeze the guest into swap at the next peak.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from agent.reclaim import ReclaimCandidate, plan_reclaim
 from agent.snapshot import HostSnapshot, VmSnapshot
-from agent.swapstorm import StormReport, StormVm, storm_report
+from agent.swapstorm import (
+    GUEST_MODEL_SWAP_PAGES_PER_S_PER_GIB,
+    StormReport,
+    StormVm,
+    storm_report,
+)
 from agent.vmpolicy import DEFAULT_VM_POLICY, VmPolicy
 from balloon_common.config import ConfigError
 from balloon_common.pfns import PAGE_SIZE_BYTES
@@ -62,12 +78,41 @@ class PolicyConfig:
     reserve_fraction: float = 0.05
     """Fraction of H the policy never plans for guests: the host's own
     kernel, page tables and device-model buffers live there."""
-    floor_margin_fraction: float = 0.10
-    """Headroom over the working set a balloon must leave (fraction of it):
-    working-set estimates lag and undercount by roughly this much."""
-    floor_margin_mib: float = 64.0
-    """Fixed headroom over the working set, in MiB: a small guest's kernel
-    and page cache need a fixed minimum that a fraction alone would starve."""
+    floor_margin_fraction: float = 0.06
+    """Headroom over the working set a balloon must leave (fraction of it). The
+    floor already holds the window's peak, so this covers growth within one
+    round; it stays above `pressure_available_fraction`, or a guest at its
+    floor would read as under pressure and the policy would thrash."""
+    floor_margin_mib: float = 8.0
+    """Fixed headroom over the working set and the guest's measured overhead,
+    in MiB: one dead band, so that a floor moving by less than a change is
+    worth does not put the guest straight under it. (The kernel's share, which
+    this once had to cover with 64 MiB, is now read from the statistics.)"""
+    overhead_max_fraction: float = 0.10
+    """Most of a guest's memory (fraction) the floor protects as overhead beside
+    the working set. Kernel and free watermark take a few percent; a bigger gap
+    is what the guest's numbers cannot explain, and a guest's word is never
+    trusted into host arithmetic unbounded. 0 leaves the overhead out."""
+    ws_window_s: float = 10.0
+    """Ticks over which the floor follows the highest working set reported: two
+    rounds at the default interval, so a peak is held until a later round has
+    seen whether it recurs, and memory goes back to the host soon after a guest
+    shrinks. (Measured on the shipped traces: 20 ticks cost 3 to 5 points of
+    reclaimed memory and saved no guest swap; the swap comes from peaks higher
+    than any seen before, which no window of the past holds.)"""
+    idle_reclaim_fraction: float = 1.0
+    """Share of each VM's idle memory (above its floor) the policy reclaims
+    even when R and host free memory are fine: idle memory belongs to the
+    host. 0 restores a policy that reclaims only to reach the target ratio."""
+    idle_step_fraction: float = 0.75
+    """Share of the distance to the idle goal one round takes (at least one
+    max step): steps shrink geometrically as the balloon nears the floor, so
+    most idle memory moves in two rounds and the last pages come slowly."""
+    idle_backoff_s: float = 10.0
+    """Ticks after a guest was last under pressure during which the policy
+    takes none of its idle memory: the floor was too low for it a moment ago.
+    As long as the working-set window, so the floor has risen to the peak that
+    caused the pressure before idle reclaim resumes."""
     max_step_fraction: float = 0.05
     """Largest change of one VM's target per round (fraction of its guest
     memory). Small enough that a guest's reclaim keeps up at one round per
@@ -88,12 +133,13 @@ class PolicyConfig:
     pressure_available_fraction: float = 0.05
     """Guest available memory (fraction of its total) below which the guest is
     under pressure: at 5 % Linux is already in direct reclaim."""
-    storm_swap_pages_per_s_per_gib: float = 51200.0
+    storm_swap_pages_per_s_per_gib: float = GUEST_MODEL_SWAP_PAGES_PER_S_PER_GIB
     """Swap traffic one GiB of working-set deficit makes, pages per tick (the
-    swap-storm model's k). A working set is touched about once every ten
-    ticks; each deficit page then costs a swap-out and a swap-in per pass:
-    2 * 262144 / 10 pages, rounded to 200 MiB/s. Per VM, [guest.policy]
-    swap_pages_per_s_per_gib overrides it."""
+    swap-storm model's k). The lab's guest touches 0.3 of its working set per
+    tick, uniformly, and each miss is a swap-in plus the swap-out that frees
+    its frame: 2 * 0.3 * 262144 = 157286.4 pages (614.4 MiB/s), as derived in
+    agent/swapstorm.py and measured against the guest and host cores. Per VM,
+    [guest.policy] swap_pages_per_s_per_gib overrides it."""
     storm_safe_bandwidth_fraction: float = 0.5
     """Fraction of the swap device's bandwidth the policy may plan to use:
     past half, queueing delay grows fast and every guest's faults stall."""
@@ -133,10 +179,13 @@ class PolicyConfig:
             "reserve_fraction",
             "floor_margin_fraction",
             "pressure_available_fraction",
+            "overhead_max_fraction",
         ):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{where}.{name}: must be in [0, 1)")
-        for name in ("max_step_fraction", "storm_safe_bandwidth_fraction"):
+        if not 0.0 <= self.idle_reclaim_fraction <= 1.0:
+            raise ConfigError(f"{where}.idle_reclaim_fraction: must be in [0, 1]")
+        for name in ("max_step_fraction", "storm_safe_bandwidth_fraction", "idle_step_fraction"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ConfigError(f"{where}.{name}: must be in (0, 1]")
         for name in (
@@ -154,6 +203,8 @@ class PolicyConfig:
             "pressure_swap_pages_per_s",
             "storm_swap_pages_per_s_per_gib",
             "reclaim_hold_s",
+            "ws_window_s",
+            "idle_backoff_s",
         ):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"{where}.{name}: must not be negative")
@@ -203,6 +254,8 @@ class Reason(StrEnum):
     """The agent asked for this VM to be moved to another host."""
     NUMA = "numa"
     """Asked to balloon pages on a node whose free frames fell under the threshold."""
+    IDLE = "idle"
+    """Inflated toward the idle goal: memory above the floor goes back to the host."""
     DEFRAG = "defrag"
     """Asked to balloon the few pages that keep a nearly free 2 MiB host block in use."""
     MOM = "mom"
@@ -279,6 +332,10 @@ class PolicyView:
     """Per VM, the last distinct guest swap-counter sample."""
     host: CounterSample | None
     """The last host swap-counter sample."""
+    ws_history: Mapping[str, tuple[tuple[float, int], ...]] = field(default_factory=dict)
+    """Per VM, (tick, working set in pages) of the rounds within `ws_window_s`."""
+    pressure_at_s: Mapping[str, float] = field(default_factory=dict)
+    """Per VM, the last tick it was seen under pressure."""
 
 
 EMPTY_VIEW = PolicyView(guests={}, host=None)
@@ -299,6 +356,11 @@ class VmAssessment:
     """Fresh statistics are present."""
     ws_pages: int | None
     """Working set, in pages (clamped to the guest's size); None if unknown."""
+    held_ws_pages: int | None
+    """The working set the floor protects: the highest over the window, in pages."""
+    overhead_pages: int
+    """Guest memory in use that is neither working set nor page cache (kernel,
+    free watermark), in pages; 0 when the statistics cannot tell."""
     floor_pages: int
     """Least usable memory the policy leaves, in pages; the whole guest when
     the working set is unknown."""
@@ -408,12 +470,51 @@ def working_set_pages(vm: VmSnapshot) -> int | None:
     return min(vm.guest_pages, pages_of(ws_bytes))
 
 
-def floor_pages(guest_pages: int, ws_pages: int | None, config: PolicyConfig) -> int:
-    """min(guest, ceil(ws * (1 + margin)) + margin pages); the guest if ws is unknown."""
+def floor_pages(
+    guest_pages: int, ws_pages: int | None, config: PolicyConfig, overhead_pages: int = 0
+) -> int:
+    """min(guest, ceil(ws * (1 + margin)) + overhead + margin pages); the guest if ws is unknown."""
     if ws_pages is None:
         return guest_pages
     with_margin = math.ceil(ws_pages * (1.0 + config.floor_margin_fraction))
-    return min(guest_pages, with_margin + config.floor_margin_pages)
+    return min(guest_pages, with_margin + max(0, overhead_pages) + config.floor_margin_pages)
+
+
+def overhead_pages(vm: VmSnapshot, ws_pages: int | None, config: PolicyConfig) -> int:
+    """(total - available) - ws: what the guest holds beside its working set and cache.
+
+    total - available is kernel + resident anonymous + free watermark; taking
+    the working set off leaves the kernel and the watermark, which a balloon
+    can never take. 0 when a number is missing, the working set was itself
+    derived from total - available, or the guest swaps (resident < ws); at
+    most `overhead_max_fraction` of the guest.
+    """
+    stats = vm.stats
+    if (
+        ws_pages is None
+        or stats is None
+        or stats.working_set_bytes is None
+        or stats.total_bytes is None
+        or stats.available_bytes is None
+        or stats.available_bytes > stats.total_bytes
+    ):
+        return 0
+    in_use = min(vm.guest_pages, pages_of(stats.total_bytes - stats.available_bytes))
+    cap = int(config.overhead_max_fraction * vm.guest_pages)
+    return min(cap, max(0, in_use - ws_pages))
+
+
+def held_working_set(
+    history: tuple[tuple[float, int], ...], now_s: float, ws_pages: int, window_s: float
+) -> tuple[int, tuple[tuple[float, int], ...]]:
+    """The highest working set within `window_s` ticks of now, and the history to keep.
+
+    Samples older than the window are dropped; one taken at a later tick
+    than now (a clock that went back) is dropped too.
+    """
+    kept = tuple((at_s, ws) for at_s, ws in history if now_s - window_s < at_s < now_s)
+    kept = (*kept, (now_s, ws_pages))
+    return max(ws for _, ws in kept), kept
 
 
 def overcommit_ratio(usable_pages: int, available_pages: int) -> float:
@@ -425,8 +526,18 @@ def overcommit_ratio(usable_pages: int, available_pages: int) -> float:
     return usable_pages / available_pages
 
 
-def assess(vm: VmSnapshot, sample: CounterSample | None, config: PolicyConfig) -> VmAssessment:
-    """Classifies one VM and computes its floor and pressure."""
+def assess(
+    vm: VmSnapshot,
+    sample: CounterSample | None,
+    config: PolicyConfig,
+    *,
+    held_ws_pages: int | None = None,
+) -> VmAssessment:
+    """Classifies one VM and computes its floor and pressure.
+
+    `held_ws_pages` is the windowed peak working set (`held_working_set`);
+    without it the floor protects the working set reported now.
+    """
     fresh = (
         vm.stats is not None
         and vm.stats_age_s is not None
@@ -444,7 +555,9 @@ def assess(vm: VmSnapshot, sample: CounterSample | None, config: PolicyConfig) -
         exclusion = "stats_stale"
     elif ws is None:
         exclusion = "ws_unknown"
-    floor = floor_pages(vm.guest_pages, ws, config)
+    held = None if ws is None else max(ws, min(vm.guest_pages, held_ws_pages or 0))
+    overhead = overhead_pages(vm, ws, config) if fresh else 0
+    floor = floor_pages(vm.guest_pages, held, config, overhead)
     rate = sample.rate if (fresh and sample is not None) else UNKNOWN_RATE
     pressure: str | None = None
     total_rate = rate.total_pages_per_s
@@ -465,6 +578,8 @@ def assess(vm: VmSnapshot, sample: CounterSample | None, config: PolicyConfig) -
         exclusion=exclusion,
         stats_known=fresh,
         ws_pages=ws,
+        held_ws_pages=held,
+        overhead_pages=overhead,
         floor_pages=floor,
         max_balloon_pages=vm.guest_pages - floor,
         swap=rate,
@@ -559,7 +674,30 @@ def decide(
         previous.host, snapshot.now_s, snapshot.pswpin_total, snapshot.pswpout_total
     )
 
-    assessments = {vm.vm_id: assess(vm, samples.get(vm.vm_id), config) for vm in snapshot.vms}
+    assessments: dict[str, VmAssessment] = {}
+    ws_history: dict[str, tuple[tuple[float, int], ...]] = {}
+    for vm in snapshot.vms:
+        seen = assess(vm, samples.get(vm.vm_id), config)
+        if seen.ws_pages is not None:
+            held, ws_history[vm.vm_id] = held_working_set(
+                previous.ws_history.get(vm.vm_id, ()),
+                snapshot.now_s,
+                seen.ws_pages,
+                config.ws_window_s,
+            )
+            seen = assess(vm, samples.get(vm.vm_id), config, held_ws_pages=held)
+        elif vm.vm_id in previous.ws_history:
+            # Unknown this round: the peaks stay until they age out.
+            ws_history[vm.vm_id] = previous.ws_history[vm.vm_id]
+        assessments[vm.vm_id] = seen
+    pressure_at = {
+        k: v
+        for k, v in previous.pressure_at_s.items()
+        if snapshot.now_s - v < config.idle_backoff_s and v <= snapshot.now_s
+    }
+    for vm_id, seen in assessments.items():
+        if seen.pressure is not None:
+            pressure_at[vm_id] = snapshot.now_s
     by_id = {vm.vm_id: vm for vm in snapshot.vms}
     in_c = [vm for vm in snapshot.vms if assessments[vm.vm_id].controllable]
     n_pages = sum(vm.guest_pages for vm in snapshot.vms if not assessments[vm.vm_id].controllable)
@@ -627,58 +765,100 @@ def decide(
     move_reason = Reason.STEADY
     waiting: set[str] = set()
 
+    # The idle goal: the balloon that leaves a VM exactly its floor (a share
+    # of it if idle_reclaim_fraction < 1). Memory above the floor is idle.
+    idle_goal = {
+        vm.vm_id: max(
+            0, math.floor(config.idle_reclaim_fraction * assessments[vm.vm_id].max_balloon_pages)
+        )
+        for vm in free_vms
+    }
+
     if need > 0:
-        # 3. Inflate the others in proportion to their room above the floor.
+        # 3. Inflate the others, batch by batch where the next page costs least.
         move_reason = Reason.RATIO if need_ratio >= need_free else Reason.FREE_THRESHOLD
         if move_reason == Reason.RATIO and effective_ratio < config.target_ratio:
             move_reason = Reason.RMAX
-        room: dict[str, int] = {}
+        candidates: list[ReclaimCandidate] = []
         for vm in free_vms:
-            headroom = assessments[vm.vm_id].max_balloon_pages - targets[vm.vm_id]
+            seen = assessments[vm.vm_id]
+            headroom = seen.max_balloon_pages - targets[vm.vm_id]
             if headroom <= 0:
                 continue
             if _moving(vm, dead_band) < 0:
                 waiting.add(vm.vm_id)
                 continue
-            room[vm.vm_id] = headroom
-        caps = {k: min(v, config.max_step_pages(by_id[k].guest_pages)) for k, v in room.items()}
-        # Never cut the need into pieces smaller than the dead band, or none
-        # of them would ever be sent: use only as many VMs as it can feed.
-        chosen = _largest(room, need // max(1, dead_band)) if room else {}
-        moves = spread(need, chosen, caps)
+            settings = (vm_policies or {}).get(vm.vm_id, DEFAULT_VM_POLICY)
+            candidates.append(
+                ReclaimCandidate(
+                    vm_id=vm.vm_id,
+                    room_pages=min(headroom, config.max_step_pages(vm.guest_pages)),
+                    span_pages=max(1, seen.max_balloon_pages),
+                    weight=settings.memory_sensitivity * settings.users_served,
+                )
+            )
+        greedy = plan_reclaim(candidates, need, max(1, dead_band))
+        moves = {take.vm_id: take.pages for take in greedy.takes}
     else:
         margin = config.free_threshold_fraction + config.free_hysteresis_fraction
         calm_free = math.ceil(margin * total)
         if projected_free > calm_free and usable_sum < ratio_budget:
-            # 4. Give back the surplus in proportion to balloon size.
+            # 4. Give back the surplus in proportion to balloon size, but only
+            # what a balloon holds beyond its idle goal: idle memory stays out.
             surplus = min(projected_free - calm_free, math.floor(ratio_budget - usable_sum))
             move_reason = Reason.SURPLUS
             sizes: dict[str, int] = {}
             for vm in free_vms:
-                if targets[vm.vm_id] <= 0:
+                above = targets[vm.vm_id] - idle_goal[vm.vm_id]
+                if above <= 0:
                     continue
                 if _moving(vm, dead_band) > 0:
                     waiting.add(vm.vm_id)
                     continue
-                sizes[vm.vm_id] = targets[vm.vm_id]
+                sizes[vm.vm_id] = above
             caps = {
                 k: min(v, config.max_step_pages(by_id[k].guest_pages)) for k, v in sizes.items()
             }
             chosen = _largest(sizes, surplus // max(1, dead_band)) if sizes else {}
             moves = {k: -v for k, v in spread(surplus, chosen, caps).items()}
 
+    # 5. Idle memory: each VM left alone by the rules above, and not under
+    # pressure lately, moves toward its idle goal by a share of the distance.
+    idle_moves: dict[str, int] = {}
+    for vm in free_vms:
+        gap = idle_goal[vm.vm_id] - targets[vm.vm_id] - max(0, moves.get(vm.vm_id, 0))
+        if gap < dead_band or vm.vm_id in pressure_at:
+            continue
+        if _moving(vm, dead_band) < 0:
+            waiting.add(vm.vm_id)
+            continue
+        step = max(
+            config.max_step_pages(vm.guest_pages), math.ceil(config.idle_step_fraction * gap)
+        )
+        if gap - step < dead_band:
+            # What would be left is below the dead band and never sent: take it now.
+            step = gap
+        idle_moves[vm.vm_id] = min(gap, step)
+
     for vm in free_vms:
         delta = moves.get(vm.vm_id, 0)
-        if vm.vm_id in waiting:
+        reason = move_reason
+        idle_part = idle_moves.get(vm.vm_id, 0)
+        if idle_part > 0 and delta >= 0:
+            # On top of the need; the reason names the larger share.
+            if idle_part > delta:
+                reason = Reason.IDLE
+            delta += idle_part
+        if vm.vm_id in waiting and vm.vm_id not in idle_moves:
             reasons[vm.vm_id] = Reason.IN_FLIGHT
         elif delta == 0:
             reasons[vm.vm_id] = Reason.STEADY
         elif abs(delta) < dead_band:
-            # 5. Too small to be worth a round trip.
+            # 6. Too small to be worth a round trip.
             reasons[vm.vm_id] = Reason.DEAD_BAND
         else:
             targets[vm.vm_id] += delta
-            reasons[vm.vm_id] = move_reason
+            reasons[vm.vm_id] = reason
 
     decisions = tuple(
         Decision(
@@ -696,7 +876,9 @@ def decide(
         now_s=snapshot.now_s,
         decisions=decisions,
         assessments=assessments,
-        view=PolicyView(guests=samples, host=host_sample),
+        view=PolicyView(
+            guests=samples, host=host_sample, ws_history=ws_history, pressure_at_s=pressure_at
+        ),
         overcommit_ratio=ratio_now,
         target_ratio=config.target_ratio,
         reserve_pages=reserve,
@@ -728,7 +910,8 @@ def swap_storm(
             continue
         own = vm_policies.get(vm.vm_id, DEFAULT_VM_POLICY).swap_pages_per_s_per_gib
         rate = config.storm_swap_pages_per_s_per_gib if own is None else own
-        vms.append(StormVm(vm.vm_id, vm.guest_pages, seen.ws_pages, rate))
+        # The overhead the floor protects is demand the balloon cannot take either.
+        vms.append(StormVm(vm.vm_id, vm.guest_pages, seen.ws_pages, rate, seen.overhead_pages))
     return storm_report(
         vms, ratio, snapshot.swap_bandwidth_bytes_per_s, config.storm_safe_bandwidth_fraction
     )

@@ -13,7 +13,9 @@ timeline.json. The table per scenario:
   and by the host,
 * VM-s below ws: VM-seconds in which a guest's usable memory was under its
   working set (sampled at the agent's rounds),
-* migrations: not in a run's summary; printed as "n/a" (a known gap).
+* migrations: requests the agent made (summary.json's migrations.requested),
+  with "/N" completed when the run's hosts report it; "n/a" for a summary
+  from before migrations were recorded.
 
 The goal line says, per scenario and as measured, whether ours reaches at
 least 90 % of the oracle's reclaimed memory with under a tenth of MoM's swap
@@ -75,6 +77,10 @@ class Outcome:
     """Ticks the run lasted."""
     clean: bool
     """Every process exited 0."""
+    migrations_requested: int | None = None
+    """Migration requests the agent made; None if the summary does not say."""
+    migrations_completed: int | None = None
+    """Migrations the hosts carried out; None if unknown (a single host)."""
 
     @property
     def swap_mib(self) -> float:
@@ -109,6 +115,7 @@ def outcome(summary: dict[str, Any], timeline: dict[str, Any]) -> Outcome:
     guest_pages = sum(
         (v.get("guest_swap_in_pages") or 0) + (v.get("guest_swap_out_pages") or 0) for v in vms
     )
+    migrations = summary.get("migrations") or {}
     host = summary.get("host", {})
     host_pages = (host.get("pswpin") or 0) + (host.get("pswpout") or 0)
     return Outcome(
@@ -119,6 +126,8 @@ def outcome(summary: dict[str, Any], timeline: dict[str, Any]) -> Outcome:
         below_ws_vm_s=below,
         ticks=float(summary.get("ticks") or 0.0),
         clean=bool(summary.get("clean_stop")),
+        migrations_requested=migrations.get("requested"),
+        migrations_completed=migrations.get("completed"),
     )
 
 
@@ -174,6 +183,15 @@ def goal_met(results: dict[str, Outcome | str]) -> tuple[bool | None, str]:
     return share_ok and swap_ok, f"oracle share {share_text}, swap vs MoM {swap_text}"
 
 
+def migrations_text(r: Outcome) -> str:
+    """The migrations cell: requested, "/completed" when known, "n/a" when not recorded."""
+    if r.migrations_requested is None:
+        return "n/a"
+    if r.migrations_completed is None:
+        return str(r.migrations_requested)
+    return f"{r.migrations_requested}/{r.migrations_completed}"
+
+
 def print_table(scenario: str, results: dict[str, Outcome | str]) -> None:
     oracle = results.get("oracle")
     header = (
@@ -194,7 +212,7 @@ def print_table(scenario: str, results: dict[str, Outcome | str]) -> None:
         print(
             f"{kind:<11}{r.reclaimed_gib_h:>16.5f}{share:>13}{r.stall_s:>9.1f}"
             f"{r.guest_swap_mib:>15.1f}{r.host_swap_mib:>14.1f}{r.below_ws_vm_s:>14.0f}"
-            f"{'n/a':>11}" + ("" if r.clean else "  (unclean stop)")
+            f"{migrations_text(r):>11}" + ("" if r.clean else "  (unclean stop)")
         )
 
 

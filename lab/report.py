@@ -53,6 +53,12 @@ class Timeline:
     host_tlb_shootdowns: list[float] = field(default_factory=list)
     """Cumulative shootdown IPIs received over all host cores, per host sample."""
 
+    migration_requests: int = 0
+    """Migration requests the agent made: each new (vm_id, reason) its status
+    carried, counted once while it stands; a withdrawn and renewed one twice."""
+
+    _migration_seen: tuple[str, str] | None = None
+    """(vm_id, reason) of the standing request in the latest status, if any."""
     _decisions_seen: int = 0
     """decisions_total of the agent's latest status."""
     _decisions_before_restarts: int = 0
@@ -75,6 +81,7 @@ class Timeline:
         if status.decisions_total < self._decisions_seen:
             self._decisions_before_restarts += self._decisions_seen
         self._decisions_seen = status.decisions_total
+        self._note_migration(status)
         self.t_s.append(status.now_s)
         self.target_ratio.append(status.target_ratio)
         r_max = status.max_overcommit_ratio
@@ -114,6 +121,16 @@ class Timeline:
                 )
         return True
 
+    def _note_migration(self, status: agent_pb2.AgentStatus) -> None:
+        """Counts the status's migration request if it is new since the last sample."""
+        if not status.HasField("migration"):
+            self._migration_seen = None
+            return
+        key = (status.migration.vm_id, status.migration.reason)
+        if key != self._migration_seen:
+            self.migration_requests += 1
+        self._migration_seen = key
+
     @property
     def decisions_total(self) -> int:
         """Agent decisions over the whole run, across agent restarts."""
@@ -142,8 +159,13 @@ def build_summary(
     timeline: Timeline,
     exit_codes: dict[str, int | None],
     wall_s: float,
+    migrations_completed: int | None = None,
 ) -> dict[str, Any]:
-    """The numbers a run ends with, as summary.json holds them."""
+    """The numbers a run ends with, as summary.json holds them.
+
+    `migrations_completed` is what the hosts report as carried out; None for
+    a single host, which has nowhere to move a VM to.
+    """
     vms: dict[str, Any] = {}
     by_id = {v.vm_id: v for v in host_vms}
     for vm in status.vms if status else []:
@@ -180,6 +202,12 @@ def build_summary(
         "exit_codes": exit_codes,
         "clean_stop": all(code == 0 for code in exit_codes.values()),
         "vms": vms,
+        "migrations": {
+            # Sampled at the run loop's polls: a request made and withdrawn
+            # between two polls is not seen (a known shortcoming).
+            "requested": timeline.migration_requests,
+            "completed": migrations_completed,
+        },
     }
     if host is not None:
         summary["host"] = {

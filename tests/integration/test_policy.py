@@ -55,6 +55,9 @@ interval_s = 2
 dead_band_mib = 2
 floor_margin_mib = 8
 storm_safe_bandwidth_fraction = {SAFE_FRACTION}
+# Idle reclaim off: it would take every page above the floors on its own, and
+# leave an operator's Reclaim nothing to plan (RESOURCE_EXHAUSTED, "at most 0").
+idle_reclaim_fraction = 0
 
 [[guest]]
 vm_id = "web"
@@ -128,7 +131,8 @@ async def test_r_max_is_the_closed_form_of_the_hosts_numbers(
     lab: Lab, client: OperatorClient
 ) -> None:
     """R_max from the agent equals the closed form over the host's bandwidth and the guests'
-    working sets, and `balloonctl rmax` shows the same figure with its explanation."""
+    working sets and overheads, and `balloonctl rmax` shows the same figure with its
+    explanation."""
     report = await client.rmax()
     host = await client.host()
     shown = await balloonctl(lab, "rmax")
@@ -141,6 +145,7 @@ async def test_r_max_is_the_closed_form_of_the_hosts_numbers(
                 v.guest_bytes // 4096,
                 v.working_set_bytes // 4096,
                 v.swap_pages_per_s_per_gib,
+                v.overhead_bytes // 4096,
             )
             for v in report.vms
         ],

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from agent.collector import HostUnavailable, StaleGeneration, TargetRefused, VmNotFound
-from agent.policy import PAGES_PER_MIB
+from agent.policy import PAGES_PER_MIB, PolicyConfig
 from agent.snapshot import GuestStatsSample, HostSnapshot, NodeSnapshot, VmSnapshot, host_from_proto
 from balloon.v1 import host_pb2, host_pb2_grpc, types_pb2
 from balloon_common.auth import Authenticator
@@ -26,6 +26,18 @@ from balloon_common.serving import start_grpc_server, stop_grpc_server
 
 GIB_PAGES = 1024 * PAGES_PER_MIB
 TOKEN = "operator-test-token"
+
+#: The policy as it was before idle reclaim: it moves balloons only to reach
+#: the target ratio or the free threshold, with the old floor margins (10 % + 64 MiB),
+#: no working-set window and no overhead in the floor. Tests of the shell, the API and the ratio rules
+#: use it, so that idle reclaim does not move every balloon they watch.
+RATIO_ONLY = PolicyConfig(
+    idle_reclaim_fraction=0.0,
+    floor_margin_fraction=0.10,
+    floor_margin_mib=64.0,
+    ws_window_s=0.0,
+    overhead_max_fraction=0.0,
+)
 
 
 def stats(

@@ -9,14 +9,13 @@ from typing import Any
 
 import grpc
 import pytest
-from agent_testkit import GIB_PAGES, TOKEN, FakeHost, serve_fake_host
+from agent_testkit import GIB_PAGES, RATIO_ONLY, TOKEN, FakeHost, serve_fake_host
 from prometheus_client import CollectorRegistry
 
 from agent.api import SERVICE_NAME, AgentServicer
 from agent.collector import GrpcHostClient
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
-from agent.policy import PolicyConfig
 from agent.state import AgentState
 from balloon.v1 import agent_pb2, agent_pb2_grpc
 from balloon_common.auth import Authenticator, call_metadata
@@ -44,7 +43,7 @@ async def agent_lab(fake: FakeHost) -> AsyncIterator[Lab]:
     ):
         registry = CollectorRegistry()
         metrics = AgentMetrics(registry)
-        state = AgentState(config=PolicyConfig())
+        state = AgentState(config=RATIO_ONLY)
         client = GrpcHostClient(host_channel, TOKEN)
         loop = ControlLoop(client, state, metrics, ManualClock())
         servicer = AgentServicer(state, client, loop, metrics, Authenticator({"operator": TOKEN}))

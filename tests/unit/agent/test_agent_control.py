@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from agent_testkit import GIB_PAGES, host, stats, vm
+from agent_testkit import GIB_PAGES, RATIO_ONLY, host, stats, vm
 
 from agent.control import Hardened, Hold, harden, plan_migration
 from agent.migration import (
@@ -15,11 +15,11 @@ from agent.migration import (
     migration_request,
     watch_shortfall,
 )
-from agent.policy import PolicyConfig, Reason, decide
+from agent.policy import Reason, decide
 from agent.robust import Escalation, Track, backing_off, note_failure, note_success, track
 from agent.snapshot import GuestStatsSample, HostSnapshot, VmSnapshot
 
-DEFAULTS = PolicyConfig()
+DEFAULTS = RATIO_ONLY
 DEAD_BAND = DEFAULTS.dead_band_pages
 TIMEOUT = DEFAULTS.converge_timeout_s
 

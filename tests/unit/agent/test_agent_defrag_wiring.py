@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import pytest
-from agent_testkit import GIB_PAGES, FakeHost
+from agent_testkit import GIB_PAGES, RATIO_ONLY, FakeHost
 from prometheus_client import CollectorRegistry
 
 from agent.api import AgentServicer
@@ -20,7 +20,6 @@ from agent.defrag import (
 )
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
-from agent.policy import PolicyConfig
 from agent.snapshot import HostSnapshot
 from agent.state import AgentState
 from balloon.v1 import agent_pb2
@@ -166,7 +165,7 @@ def rig(defrag: FakeDefragHost, huge: frozenset[str] = frozenset()) -> Rig:
     fake.add("big", target_pages=GIB_PAGES // 2, actual_pages=GIB_PAGES // 2)
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
-    state = AgentState(config=PolicyConfig())
+    state = AgentState(config=RATIO_ONLY)
     loop = ControlLoop(fake, state, metrics, ManualClock(), defrag)
     servicer = AgentServicer(state, fake, loop, metrics, Authenticator({"operator": TOKEN}))
     return Rig(fake, defrag, loop, state, servicer, registry)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, replace
 
 import pytest
-from agent_testkit import GIB_PAGES, host, stats, vm
+from agent_testkit import GIB_PAGES, RATIO_ONLY, host, stats, vm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,7 +21,7 @@ from agent.policy import (
 from agent.snapshot import VmSnapshot
 from balloon_common.config import ConfigError
 
-DEFAULTS = PolicyConfig()
+DEFAULTS = RATIO_ONLY
 H = 4 * GIB_PAGES
 STEP = DEFAULTS.max_step_pages(GIB_PAGES)  # 13107 pages for a 1 GiB guest
 DEAD_BAND = DEFAULTS.dead_band_pages  # 2048 pages
@@ -35,12 +35,18 @@ def five_full_guests() -> list[VmSnapshot]:
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    """The shipped defaults are the ones the design names."""
+    """The shipped defaults are the ones the design names (and the idle-reclaim knobs)."""
     config = PolicyConfig()
 
     assert (config.target_ratio, config.free_threshold_fraction) == (1.25, 0.20)
     assert (config.free_hysteresis_fraction, config.reserve_fraction) == (0.05, 0.05)
-    assert (config.floor_margin_fraction, config.floor_margin_mib) == (0.10, 64.0)
+    assert (config.floor_margin_fraction, config.floor_margin_mib) == (0.06, 8.0)
+    assert (config.idle_reclaim_fraction, config.idle_step_fraction) == (1.0, 0.75)
+    assert (config.ws_window_s, config.idle_backoff_s, config.overhead_max_fraction) == (
+        10.0,
+        10.0,
+        0.10,
+    )
     assert (config.max_step_fraction, config.dead_band_mib) == (0.05, 8.0)
     assert (config.interval_s, config.stale_after_s) == (5.0, 30.0)
     assert (config.pressure_swap_pages_per_s, config.pressure_available_fraction) == (64.0, 0.05)

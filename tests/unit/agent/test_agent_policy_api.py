@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,14 +11,13 @@ from typing import Any
 
 import grpc
 import pytest
-from agent_testkit import GIB_PAGES, TOKEN, FakeHost, serve_fake_host
+from agent_testkit import GIB_PAGES, RATIO_ONLY, TOKEN, FakeHost, serve_fake_host
 from prometheus_client import CollectorRegistry
 
 from agent.api import SERVICE_NAME, AgentServicer
 from agent.collector import GrpcHostClient
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
-from agent.policy import PolicyConfig
 from agent.state import AgentState
 from agent.vmpolicy import VmPolicy
 from balloon.v1 import agent_pb2, agent_pb2_grpc
@@ -51,7 +51,7 @@ async def agent_lab(
     ):
         registry = CollectorRegistry()
         metrics = AgentMetrics(registry)
-        state = AgentState(config=PolicyConfig(), vm_policies=dict(vm_policies or {}))
+        state = AgentState(config=RATIO_ONLY, vm_policies=dict(vm_policies or {}))
         client = GrpcHostClient(host_channel, TOKEN)
         loop = ControlLoop(client, state, metrics, ManualClock())
         servicer = AgentServicer(state, client, loop, metrics, Authenticator({"operator": TOKEN}))
@@ -221,7 +221,7 @@ async def test_migration_request_appears_in_status_and_metrics() -> None:
     for name in ("a", "b"):
         fake.add(name, ws_pages=GIB_PAGES)
     async with agent_lab(fake) as lab:
-        fake.now_s += PolicyConfig().migrate_after_s
+        fake.now_s += RATIO_ONLY.migrate_after_s
         await lab.loop.run_round()
         status = await lab.stub.GetStatus(agent_pb2.GetStatusRequest(), metadata=AUTH)
         wanted = lab.metric("balloonlab_agent_migration_requested", vm=status.migration.vm_id)
@@ -230,3 +230,73 @@ async def test_migration_request_appears_in_status_and_metrics() -> None:
     assert status.HasField("migration") and status.migration.reason == "free_threshold"
     assert "below the threshold" in status.migration.explanation
     assert wanted == 1.0 and counted == 1.0
+
+
+class CatchUpHost(FakeHost):
+    """A host whose balloons, on a new target, reach only the target they had before."""
+
+    def apply(self, vm_id: str, target_pages: int, generation: int) -> tuple[grpc.StatusCode, str]:
+        fake = self.vms.get(vm_id)
+        earlier = None if fake is None else fake.target_pages
+        outcome = super().apply(vm_id, target_pages, generation)
+        if fake is not None and earlier is not None and outcome[0] == grpc.StatusCode.OK:
+            fake.actual_pages = min(target_pages, earlier)
+        return outcome
+
+
+class SlowHost(FakeHost):
+    """A host whose balloons move `step_pages` toward their targets at each ListVms."""
+
+    step_pages: int = 128
+
+    def list_vms(self) -> Any:
+        for fake in self.vms.values():
+            if fake.driver_attached and fake.actual_pages < fake.target_pages:
+                fake.actual_pages = min(fake.target_pages, fake.actual_pages + self.step_pages)
+        return super().list_vms()
+
+
+async def reclaim_while_ticking(lab: Lab, request: Any, ticks: int = 40) -> Any:
+    """Runs Reclaim while the agent's manual clock moves one tick at a time."""
+    call = asyncio.ensure_future(lab.stub.Reclaim(request, metadata=AUTH))
+    clock = lab.loop.clock
+    assert isinstance(clock, ManualClock)
+    for _ in range(ticks):
+        if call.done():
+            break
+        await asyncio.sleep(0.02)
+        clock.advance(1.0)
+    return await asyncio.wait_for(call, timeout=5.0)
+
+
+async def test_reclaim_credits_only_pages_above_the_target_the_vm_already_had() -> None:
+    """A balloon still catching up with an earlier target fills that first: when it has
+    reached only the earlier target, the reply says this request reclaimed nothing yet."""
+    fake = CatchUpHost()
+    fake.add("a")
+    async with agent_lab(fake) as lab:
+        vm = fake.vms["a"]
+        vm.target_pages = vm.actual_pages + 4096
+        reply = await lab.stub.Reclaim(
+            agent_pb2.ReclaimRequest(pages=1024, wait_s=0), metadata=AUTH
+        )
+        reached = vm.actual_pages
+
+    assert reply.planned_pages == 1024
+    assert reached == reply.steps[0].target_pages - 1024
+    assert reply.reclaimed_pages == 0
+
+
+async def test_a_request_smaller_than_the_dead_band_waits_for_its_pages() -> None:
+    """A request under one dead band still waits until the balloons hold it (or wait_s)."""
+    fake = SlowHost()
+    fake.add("a")
+    async with agent_lab(fake) as lab:
+        band = lab.state.config.dead_band_pages
+        reply = await reclaim_while_ticking(
+            lab, agent_pb2.ReclaimRequest(pages=band // 4, wait_s=30)
+        )
+
+    assert band // 4 > fake.step_pages
+    assert reply.reclaimed_pages == band // 4
+    assert reply.waited_s >= 2.0

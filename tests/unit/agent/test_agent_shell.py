@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from agent_testkit import GIB_PAGES, FakeHost
+from agent_testkit import GIB_PAGES, RATIO_ONLY, FakeHost
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.actuator import apply_plan
 from agent.collector import HostUnavailable
 from agent.loop import ControlLoop, backoff_s
 from agent.metrics import AgentMetrics
-from agent.policy import PolicyConfig, Reason, decide
+from agent.policy import Reason, decide
 from agent.state import AgentState, build_report
 from balloon_common.clock import ManualClock
 
@@ -27,7 +27,7 @@ def overcommitted_host() -> FakeHost:
 
 def loop_for(fake: FakeHost) -> tuple[ControlLoop, AgentState, CollectorRegistry]:
     registry = CollectorRegistry()
-    state = AgentState(config=PolicyConfig())
+    state = AgentState(config=RATIO_ONLY)
     return ControlLoop(fake, state, AgentMetrics(registry), ManualClock()), state, registry
 
 
@@ -40,7 +40,7 @@ async def test_stale_generation_skips_that_vm_and_applies_the_others() -> None:
     fake = overcommitted_host()
     fake.bump_before_set.add("vm2")
     snapshot = await fake.snapshot()
-    plan = decide(snapshot, None, PolicyConfig())
+    plan = decide(snapshot, None, RATIO_ONLY)
     registry = CollectorRegistry()
     actuation = await apply_plan(plan, snapshot, fake, AgentMetrics(registry))
 
@@ -73,7 +73,7 @@ async def test_round_records_every_decision_and_shows_it() -> None:
     loop, state, registry = loop_for(fake)
     plan, _ = await loop.run_round()
 
-    step = PolicyConfig().max_step_pages(GIB_PAGES)
+    step = RATIO_ONLY.max_step_pages(GIB_PAGES)
     assert state.decisions_total == 5
     assert sample(registry, "balloonlab_agent_decisions_total", reason="ratio") == 5.0
     assert sample(registry, "balloonlab_vm_balloon_target_bytes", vm="vm0") == step * 4096

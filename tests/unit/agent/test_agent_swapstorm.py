@@ -6,11 +6,11 @@ import math
 from dataclasses import replace
 
 import pytest
-from agent_testkit import GIB_PAGES, host, vm
+from agent_testkit import GIB_PAGES, RATIO_ONLY, host, vm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.policy import PolicyConfig, Reason, decide
+from agent.policy import Reason, decide
 from agent.swapstorm import StormVm, max_ratio, storm_report, total_swap_pages_per_s
 from agent.vmpolicy import VmPolicy
 from balloon_common.pfns import PAGE_SIZE_BYTES
@@ -126,7 +126,7 @@ def test_policy_plans_for_r_max_when_it_is_below_the_target() -> None:
         swap_bandwidth_bytes_per_s=small_bandwidth(100),
     )
 
-    plan = decide(snapshot, None, PolicyConfig())
+    plan = decide(snapshot, None, RATIO_ONLY)
 
     assert plan.storm is not None and plan.storm.known
     assert plan.storm.max_ratio < 1.25
@@ -141,7 +141,7 @@ def test_fast_swap_device_leaves_the_target_ratio_in_charge() -> None:
     guests = [vm(f"vm{i}") for i in range(5)]
     snapshot = replace(host(*guests), swap_bandwidth_bytes_per_s=200 * (1 << 20))
 
-    plan = decide(snapshot, None, PolicyConfig())
+    plan = decide(snapshot, None, RATIO_ONLY)
 
     assert plan.storm is not None and plan.storm.max_ratio > 1.25
     assert plan.effective_target_ratio == 1.25
@@ -154,12 +154,12 @@ def test_per_vm_swap_rate_overrides_the_policy_default() -> None:
     snapshot = replace(host(*guests), swap_bandwidth_bytes_per_s=small_bandwidth(100))
 
     plan = decide(
-        snapshot, None, PolicyConfig(), vm_policies={"a": VmPolicy(swap_pages_per_s_per_gib=7.0)}
+        snapshot, None, RATIO_ONLY, vm_policies={"a": VmPolicy(swap_pages_per_s_per_gib=7.0)}
     )
 
     assert plan.storm is not None
     rates = {v.vm_id: v.swap_pages_per_s_per_gib for v in plan.storm.vms}
-    assert rates == {"a": 7.0, "b": PolicyConfig().storm_swap_pages_per_s_per_gib}
+    assert rates == {"a": 7.0, "b": RATIO_ONLY.storm_swap_pages_per_s_per_gib}
 
 
 PASS_S = 10.0

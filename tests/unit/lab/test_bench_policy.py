@@ -82,3 +82,22 @@ def test_goal_not_measured_without_the_oracle() -> None:
 
     assert verdict is None
     assert "not measured" in why
+
+
+@pytest.mark.parametrize(
+    ("migrations", "cell"),
+    [
+        pytest.param(None, "n/a", id="summary_without_migrations"),
+        pytest.param({"requested": 2, "completed": None}, "2", id="single_host"),
+        pytest.param({"requested": 3, "completed": 1}, "3/1", id="hosts_report_completed"),
+    ],
+)
+def test_migrations_column_reads_the_summary(migrations: object, cell: str) -> None:
+    """The migrations cell shows requested (and /completed when known), n/a when absent."""
+    summary: dict[str, object] = {"ticks": 60.0, "clean_stop": True, "vms": {}, "host": {}}
+    if migrations is not None:
+        summary["migrations"] = migrations
+
+    found = outcome(summary, {"t_s": []})
+
+    assert bench_policy.migrations_text(found) == cell
