@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from agent.policy import PolicyConfig, overhead_pages, working_set_pages
 from agent.snapshot import HostSnapshot, VmSnapshot
 from balloon_common.pfns import PAGE_SIZE_BYTES
 from guest_driver.trace import Workload
@@ -302,10 +303,13 @@ def no_ballooning(snapshot: HostSnapshot) -> Targets:
 
 @dataclass(frozen=True)
 class OracleParams:
-    """The oracle's one knob."""
+    """The oracle's knobs."""
 
     margin_pages: int = 0
-    """Memory left above the future working set, in pages (0: exactly the working set)."""
+    """Memory left above what the guest will need, in pages (0: exactly that)."""
+    overhead_max_fraction: float = 0.10
+    """Most of a guest's memory (fraction) counted as its overhead; as our policy's
+    PolicyConfig.overhead_max_fraction, so that both read a guest's statistics alike."""
 
 
 def oracle(
@@ -313,18 +317,28 @@ def oracle(
     future_ws_pages: Mapping[str, int],
     params: OracleParams = OracleParams(),
 ) -> Targets:
-    """The bound no policy can beat: every guest left exactly what it will need.
+    """The bound no policy can beat without making a guest swap: every guest left
+    exactly what it will need.
 
     `future_ws_pages` is, per VM, the largest working set it will have until
-    the next round (the caller reads it from the trace ahead of time). Each
-    eligible guest keeps that plus the margin, and the rest is ballooned at
-    once, with no step limit. A VM missing from `future_ws_pages` is left alone.
+    the next round (the caller reads it from the trace ahead of time). What a
+    guest needs is that plus what it holds beside its working set, its kernel
+    and free watermark: the overhead its statistics show, read as our policy
+    reads it (agent.policy.overhead_pages). A guest left its working set alone
+    swaps all the time, since those frames are never free for the working set.
+    Each eligible guest keeps its need plus the margin, and the rest is
+    ballooned at once, with no step limit. A VM missing from
+    `future_ws_pages` is left alone.
     """
+    reading = PolicyConfig(overhead_max_fraction=params.overhead_max_fraction)
     out: Targets = {}
     for vm in snapshot.vms:
         if not _eligible(vm) or vm.vm_id not in future_ws_pages:
             continue
-        need = min(vm.guest_pages, max(0, future_ws_pages[vm.vm_id]) + params.margin_pages)
+        ws_now = working_set_pages(vm)
+        overhead = 0 if ws_now is None else overhead_pages(vm, ws_now, reading)
+        future = max(0, future_ws_pages[vm.vm_id])
+        need = min(vm.guest_pages, future + overhead + params.margin_pages)
         target = _target_for_memory(vm, need)
         if target != vm.target_pages:
             out[vm.vm_id] = target

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent import peers
@@ -236,3 +238,24 @@ def test_oracle_leaves_each_guest_its_future_working_set(
     out = peers.oracle(snapshot, future_ws, peers.OracleParams(margin_pages=margin))
 
     assert out == expected
+
+
+def test_oracle_leaves_the_guest_its_overhead_beside_the_future_working_set() -> None:
+    """A guest whose statistics show 300 pages in use beside its working set (kernel, free
+    watermark) keeps them too: the oracle's bound is the most a policy can take without
+    making the guest swap, and those frames never hold the working set."""
+    guest = replace(
+        _vm("a", 10000),
+        stats=GuestStatsSample(
+            swap_in_pages=0,
+            swap_out_pages=0,
+            total_bytes=10000 * PAGE,
+            available_bytes=(10000 - 3300) * PAGE,
+            working_set_bytes=3000 * PAGE,
+        ),
+    )
+    snapshot = _host(100000, 0, guest)
+
+    out = peers.oracle(snapshot, {"a": 4000})
+
+    assert out == {"a": 10000 - 4000 - 300}
