@@ -121,6 +121,8 @@ async def converged(client: OperatorClient) -> list[host_pb2.VmState] | None:
     if any(v.balloon_actual_pages != v.target.target_pages for v in capable):
         return None
     floor = await floors(client)
+    if set(floor) != set(CAPABLE):
+        return None  # the agent has not seen every guest yet
     band = DEAD_BAND_MIB * MIB_PAGES
     if any(abs(v.guest_pages - v.target.target_pages - floor[v.vm_id]) > band for v in capable):
         return None
