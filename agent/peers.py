@@ -23,6 +23,7 @@ from enum import StrEnum
 
 from agent.policy import PolicyConfig, overhead_pages, working_set_pages
 from agent.snapshot import HostSnapshot, VmSnapshot
+from agent.swapstorm import guest_overhead_pages
 from balloon_common.pfns import PAGE_SIZE_BYTES
 from guest_driver.trace import Workload
 
@@ -322,10 +323,13 @@ def oracle(
 
     `future_ws_pages` is, per VM, the largest working set it will have until
     the next round (the caller reads it from the trace ahead of time). What a
-    guest needs is that plus what it holds beside its working set, its kernel
-    and free watermark: the overhead its statistics show, read as our policy
-    reads it (agent.policy.overhead_pages). A guest left its working set alone
-    swaps all the time, since those frames are never free for the working set.
+    guest needs is that plus what it holds beside its working set: its kernel
+    and the free memory its background reclaim refills. A guest left only its
+    working set swaps all the time, since those frames never hold it. The
+    statistics show the kernel and the free watermark (agent.policy's
+    overhead_pages reads them so) but not the refill level above the
+    watermark, which the oracle, knowing the lab's guest model, takes from it
+    (agent.swapstorm.guest_overhead_pages); it keeps the larger of the two.
     Each eligible guest keeps its need plus the margin, and the rest is
     ballooned at once, with no step limit. A VM missing from
     `future_ws_pages` is left alone.
@@ -336,7 +340,8 @@ def oracle(
         if not _eligible(vm) or vm.vm_id not in future_ws_pages:
             continue
         ws_now = working_set_pages(vm)
-        overhead = 0 if ws_now is None else overhead_pages(vm, ws_now, reading)
+        seen = 0 if ws_now is None else overhead_pages(vm, ws_now, reading)
+        overhead = max(seen, guest_overhead_pages(vm.guest_pages))
         future = max(0, future_ws_pages[vm.vm_id])
         need = min(vm.guest_pages, future + overhead + params.margin_pages)
         target = _target_for_memory(vm, need)

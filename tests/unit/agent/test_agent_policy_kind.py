@@ -15,6 +15,7 @@ from agent.metrics import AgentMetrics
 from agent.peers import Foresight, PeerPolicy, PolicyKind
 from agent.policy import PAGES_PER_MIB, PolicyConfig, Reason
 from agent.state import AgentState
+from agent.swapstorm import guest_overhead_pages
 from balloon.v1 import types_pb2
 from balloon_common.clock import ManualClock
 from balloon_common.config import ConfigError
@@ -97,7 +98,8 @@ async def test_peer_inflates_a_crowded_host_with_its_own_reason(
 
 
 async def test_oracle_leaves_each_guest_exactly_its_future_working_set() -> None:
-    """The oracle balloons everything above the largest working set of the next round."""
+    """The oracle balloons everything above the largest working set of the next round and
+    the guest model's overhead."""
     fake = crowded_host()
     loop, _ = loop_with(
         fake, PeerPolicy(kind=PolicyKind.ORACLE, foresight=constant_foresight(fake, 0.25))
@@ -105,7 +107,10 @@ async def test_oracle_leaves_each_guest_exactly_its_future_working_set() -> None
 
     await loop.run_round()
 
-    assert all(v.guest_pages - v.target_pages == GIB_PAGES // 4 for v in fake.vms.values())
+    assert all(
+        v.guest_pages - v.target_pages == GIB_PAGES // 4 + guest_overhead_pages(v.guest_pages)
+        for v in fake.vms.values()
+    )
 
 
 async def test_none_deflates_every_balloon_to_zero() -> None:
