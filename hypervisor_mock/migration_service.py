@@ -322,6 +322,8 @@ class MigrationManager:
         reserved = False
         try:
             await self._settle(migration_id, vm_id)
+            # From here the destination plans for this balloon: no target change until the end.
+            self.shell.frozen_targets.add(vm_id)
             self._set(migration_id, phase="reserving")
             export = host.export_vm(vm_id)
             pages = reserve_pages_for(export.guest_pages, export.target.target_pages)
@@ -340,6 +342,8 @@ class MigrationManager:
                     await destination.abort(migration_id)
             self._finish(migration_id, "failed", exc.reason, str(exc))
             return
+        finally:
+            self.shell.frozen_targets.discard(vm_id)
         # Committed: the VM runs on the destination now.
         freed = host.remove_vm(vm_id)
         self.shell.migrated_to[vm_id] = guest_address

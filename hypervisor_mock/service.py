@@ -175,6 +175,9 @@ class HypervisorShell:
         """VMs that left this host by migration, and the address their guests use now."""
         self._paused: dict[str, asyncio.Event] = {}
         """VMs stopped for a migration's stop-and-copy: their guests' calls wait."""
+        self.frozen_targets: set[str] = set()
+        """VMs a migration is moving: their balloon targets are held until it ends, since
+        the destination reserved frames for the balloon as it was."""
         self._swap_hints: dict[str, npt.NDArray[np.int64]] = {}
         """Per VM, the pages the host CLOCK would swap out next (sent as hints)."""
         self._swap_hint_version: dict[str, int] = {}
@@ -276,6 +279,18 @@ class HypervisorShell:
                 trailing_metadata=((MIGRATED_TO_KEY, where),),
             )
             raise AssertionError("unreachable")  # abort raises
+
+    async def target_gate(self, context: grpc.aio.ServicerContext, api: str, vm_id: str) -> None:
+        """Refuses a target change for a VM whose migration holds its balloon."""
+        if vm_id in self.frozen_targets:
+            await self.refuse(
+                context,
+                api,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "vm_migrating",
+                f"vm_id: VM {vm_id!r} is migrating; its balloon target is held until the"
+                " move ends",
+            )
 
     async def operator(self, context: grpc.aio.ServicerContext, api: str) -> None:
         if await self.principal(context, api) != OPERATOR:
@@ -809,6 +824,7 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
     ) -> host_pb2.RequestBalloonPagesReply:
         shell = self._shell
         await shell.operator(context, self.API)
+        await shell.target_gate(context, self.API, request.vm_id)
         gpfns = await shell.pfns(
             context, self.API, request.gpfns_le32, "gpfns_le32", MAX_REQUEST_PFNS
         )
@@ -849,6 +865,7 @@ class HostServicer(host_pb2_grpc.HostServicer):  # type: ignore[misc]
     ) -> host_pb2.SetBalloonTargetReply:
         shell = self._shell
         await shell.operator(context, self.API)
+        await shell.target_gate(context, self.API, request.vm_id)
         try:
             target = shell.host.set_target(request.vm_id, request.target_pages, request.generation)
         except errors.HostError as exc:

@@ -121,8 +121,8 @@ async def converged(client: OperatorClient) -> list[host_pb2.VmState] | None:
     if any(v.balloon_actual_pages != v.target.target_pages for v in capable):
         return None
     floor = await floors(client)
-    if set(floor) != set(CAPABLE):
-        return None  # the agent has not seen every guest yet
+    if set(floor) != set(CAPABLE) or any(f >= GUEST_PAGES for f in floor.values()):
+        return None  # the agent has not seen every guest, or every working set, yet
     band = DEAD_BAND_MIB * MIB_PAGES
     if any(abs(v.guest_pages - v.target.target_pages - floor[v.vm_id]) > band for v in capable):
         return None
@@ -156,6 +156,7 @@ async def test_guest_without_driver_is_never_ballooned(client: OperatorClient) -
 async def test_no_guest_falls_below_its_floor(client: OperatorClient) -> None:
     """Every capable guest keeps at least its floor of usable memory; the floor is
     ws * 1.1 + 16 MiB plus an overhead of at most 10 % of the guest."""
+    await poll_until(lambda: converged(client), "every capable guest at its floor")
     vms = await client.host_vms()
     floor = await floors(client)
 

@@ -27,7 +27,8 @@ PIN_BALLOON_MIB = 16
 # Host a's guests replay Bitbrains traces whose working sets (about 55 % and 43 % of
 # their memory) need more than host a has, and more than their floors let the balloons
 # take back. A large free_hysteresis_fraction keeps every agent from deflating
-# ("surplus"), so the moved VM's balloon stays as it arrived.
+# ("surplus") and idle_reclaim_fraction = 0 keeps them from taking idle memory ("idle"),
+# so the moved VM's balloon stays as it arrived.
 SCENARIO = f"""
 [lab]
 name = "migration"
@@ -53,6 +54,7 @@ capacity_mib = 64
 interval_s = 2
 migrate_after_s = 6
 free_hysteresis_fraction = 0.9
+idle_reclaim_fraction = 0.0
 
 [[guest]]
 vm_id = "big"

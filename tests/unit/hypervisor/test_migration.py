@@ -310,6 +310,7 @@ async def test_a_destination_lost_midway_leaves_the_vm_on_the_source() -> None:
 
     assert (progress.phase, progress.error) == ("failed", "destination_lost")
     assert "vm1" in src.vm_ids and manager.shell.migrated_to == {}
+    assert manager.shell.frozen_targets == set()  # the failed move holds no target
     assert src.snapshot().free_pages == src_before.free_pages
     assert dst.snapshot().free_pages == dst_free  # the abort released the reservation
     src.check_invariants()
@@ -344,3 +345,23 @@ async def test_a_balloon_that_deflates_during_the_copy_cancels_before_the_commit
     assert dst.snapshot().free_pages == dst_free  # the reservation was released
     src.check_invariants()
     dst.check_invariants()
+
+
+async def test_the_balloon_target_is_held_from_the_reservation_to_the_end() -> None:
+    """During the copy the shell holds the VM's target (the destination reserved frames
+    for the balloon as it was); once the migration ends, done or failed, nothing is held."""
+    src = make_host(node_pages=(4096,), vms=(("vm1", 512, 0),))
+    dst = make_host(node_pages=(4096,), vms=(("other", 64, 0),))
+    src.touch("vm1", np.arange(0, 300))
+    seen: list[bool] = []
+    manager = manager_for(src, MigrationSettings(round_min_s=0.0))
+
+    def copying(batch: int) -> None:
+        seen.append("vm1" in manager.shell.frozen_targets)
+
+    migration_id = start_progress(manager, "vm1")
+    await manager.run(migration_id, LocalDestination(dst, copying))
+
+    assert manager.progress[0].phase == "done", manager.progress[0].detail
+    assert seen and all(seen)
+    assert manager.shell.frozen_targets == set()

@@ -31,11 +31,14 @@ OPERATOR_TOKEN = "operator-token"
 
 
 class Lab:
-    def __init__(self, channel: grpc.aio.Channel, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, registry: CollectorRegistry, shell: HypervisorShell
+    ) -> None:
         self.hypercall = hypercall_pb2_grpc.HypercallStub(channel)
         self.vcpu = vcpu_pb2_grpc.VcpuStub(channel)
         self.host = host_pb2_grpc.HostStub(channel)
         self.registry = registry
+        self.shell = shell
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ async def lab() -> AsyncIterator[Lab]:
     )
     channel = grpc.aio.insecure_channel(address)
     try:
-        yield Lab(channel, registry)
+        yield Lab(channel, registry, shell)
     finally:
         await channel.close()
         await shell.close()
@@ -161,3 +164,42 @@ async def test_report_stats_stores_and_answers_the_interval(lab: Lab) -> None:
     stats = next(v for v in vms.vms if v.vm_id == "vm2").stats
     assert not stats.HasField("free_bytes")
     assert stats.total_bytes == 4096
+
+
+async def test_a_migrating_vms_target_is_held_until_the_move_ends(lab: Lab) -> None:
+    """While a migration holds vm1's balloon, SetBalloonTarget and RequestBalloonPages for
+    it are refused FAILED_PRECONDITION naming vm_id and counted; vm2 is unaffected, and
+    vm1 takes a target again once the hold is gone."""
+    op = call_metadata(OPERATOR_TOKEN)
+    lab.shell.frozen_targets.add("vm1")
+    held = await refused(
+        lab.host.SetBalloonTarget(
+            host_pb2.SetBalloonTargetRequest(vm_id="vm1", target_pages=8, generation=0),
+            metadata=op,
+        )
+    )
+    asked = await refused(
+        lab.host.RequestBalloonPages(
+            host_pb2.RequestBalloonPagesRequest(vm_id="vm1", gpfns_le32=pack([1, 2])),
+            metadata=op,
+        )
+    )
+    other = await lab.host.SetBalloonTarget(
+        host_pb2.SetBalloonTargetRequest(vm_id="vm2", target_pages=8, generation=0), metadata=op
+    )
+    lab.shell.frozen_targets.discard("vm1")
+    after = await lab.host.SetBalloonTarget(
+        host_pb2.SetBalloonTargetRequest(vm_id="vm1", target_pages=8, generation=0), metadata=op
+    )
+
+    for exc in (held, asked):
+        assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert (exc.details() or "").startswith("vm_id: ")
+    assert (
+        lab.registry.get_sample_value(
+            "balloonlab_hypervisor_refused_requests_total",
+            {"api": "host", "reason": "vm_migrating"},
+        )
+        == 2
+    )
+    assert other.target.target_pages == 8 and after.target.target_pages == 8
