@@ -288,8 +288,7 @@ class HypervisorShell:
                 api,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "vm_migrating",
-                f"vm_id: VM {vm_id!r} is migrating; its balloon target is held until the"
-                " move ends",
+                f"vm_id: VM {vm_id!r} is migrating; its balloon target is held until the move ends",
             )
 
     async def operator(self, context: grpc.aio.ServicerContext, api: str) -> None:
