@@ -24,7 +24,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ COORDINATE_INTERVAL_S = 1.0
 """Wall seconds between two looks at the agents."""
 RETRY_AFTER_S = 20.0
 """Wall seconds before a VM whose migration failed may be moved again."""
+SETTLE_AFTER_MOVE_S = 3.0
+"""Wall seconds a host that just sent a VM away is left alone, so that its agent sees
+the frames the move freed before another of its requests is carried out."""
 PAGE_SIZE_BYTES = 4096
 
 
@@ -215,25 +218,46 @@ class ClusterClient:
         return out
 
 
-async def coordinate(client: ClusterClient, stop: asyncio.Event) -> None:
-    """Carries out each agent's standing migration request, until `stop` is set."""
+async def coordinate(
+    client: ClusterClient,
+    stop: asyncio.Event,
+    *,
+    interval_s: float = COORDINATE_INTERVAL_S,
+    settle_s: float = SETTLE_AFTER_MOVE_S,
+    now: Callable[[], float] | None = None,
+) -> None:
+    """Carries out each agent's standing migration request, until `stop` is set.
+
+    `now` (wall seconds; the event loop's clock by default) times the retry and
+    settle holds."""
     retry_at: dict[str, float] = {}
-    loop = asyncio.get_running_loop()
+    quiet_until: dict[str, float] = {}
+    sending: set[str] = set()
+    clock = now or asyncio.get_running_loop().time
     while not stop.is_set():
         try:
             views = await client.views()
-            running = {m.vm_id for _, m in await client.migrations() if m.finished_at_s < 0}
+            moves = [(h, m) for h, m in await client.migrations() if m.finished_at_s < 0]
         except grpc.aio.AioRpcError as exc:
             log.warning("cluster_poll_failed", code=exc.code().name)
-            views, running = [], set()
+            views, moves = [], []
+        running = {m.vm_id for _, m in moves}
+        # One move at a time per source host: its agent's next request was made before
+        # the frames of the VM in flight came back, so it waits until the agent has seen them.
+        busy = {h for h, _ in moves}
+        for host in sending - busy:
+            quiet_until[host] = clock() + settle_s
+        sending = busy
         for view in views:
             vm_id = view.wanted_vm
-            if not vm_id or vm_id in running or retry_at.get(vm_id, 0.0) > loop.time():
+            if not vm_id or vm_id in running or retry_at.get(vm_id, 0.0) > clock():
+                continue
+            if view.name in busy or quiet_until.get(view.name, 0.0) > clock():
                 continue
             dest = pick_destination(views, view.name, view.wanted_frees_pages)
             if dest is None:
                 log.info("migration_no_destination", vm=vm_id, source=view.name)
-                retry_at[vm_id] = loop.time() + RETRY_AFTER_S
+                retry_at[vm_id] = clock() + RETRY_AFTER_S
                 continue
             try:
                 await client.migrate(view.name, vm_id, dest)
@@ -241,9 +265,11 @@ async def coordinate(client: ClusterClient, stop: asyncio.Event) -> None:
                 log.warning("migration_refused", vm=vm_id, code=exc.code().name)
             else:
                 log.info("migration_ordered", vm=vm_id, source=view.name, destination=dest)
-            retry_at[vm_id] = loop.time() + RETRY_AFTER_S
+                sending.add(view.name)
+                busy.add(view.name)
+            retry_at[vm_id] = clock() + RETRY_AFTER_S
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), COORDINATE_INTERVAL_S)
+            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 def host_scenario(scenario: Scenario, name: str) -> Scenario:
