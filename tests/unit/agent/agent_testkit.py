@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from hypothesis import strategies as st
 
 from agent.collector import HostUnavailable, StaleGeneration, TargetRefused, VmNotFound
 from agent.policy import PAGES_PER_MIB, PolicyConfig
@@ -299,3 +300,24 @@ async def serve_fake_host(fake: FakeHost) -> AsyncIterator[str]:
         yield bound
     finally:
         await stop_grpc_server(server, health)
+
+
+#: Any VM snapshot a host could report, for the policy's property tests.
+vm_strategy = st.builds(
+    lambda i, guest, target_frac, actual_frac, ws_frac, attached, age: vm(
+        f"v{i}",
+        guest_pages=guest,
+        target_pages=int(guest * target_frac),
+        actual_pages=int(guest * actual_frac),
+        ws_pages=None if ws_frac is None else int(guest * ws_frac),
+        driver_attached=attached,
+        stats_age_s=age,
+    ),
+    st.integers(0, 10**6),
+    st.integers(16384, 2 * GIB_PAGES),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.none() | st.floats(0, 1.2),
+    st.booleans(),
+    st.floats(0, 60),
+)

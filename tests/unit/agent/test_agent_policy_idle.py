@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 
 import pytest
-from agent_testkit import GIB_PAGES, RATIO_ONLY, host, stats, vm
+from agent_testkit import GIB_PAGES, RATIO_ONLY, host, stats, vm, vm_strategy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -193,26 +193,6 @@ def test_ratio_need_goes_first_to_the_vm_whose_pages_cost_least() -> None:
         "vm3": 0,
         "vm4": DEAD_BAND,
     }
-
-
-vm_strategy = st.builds(
-    lambda i, guest, target_frac, actual_frac, ws_frac, attached, age: vm(
-        f"v{i}",
-        guest_pages=guest,
-        target_pages=int(guest * target_frac),
-        actual_pages=int(guest * actual_frac),
-        ws_pages=None if ws_frac is None else int(guest * ws_frac),
-        driver_attached=attached,
-        stats_age_s=age,
-    ),
-    st.integers(0, 10**6),
-    st.integers(16384, 2 * GIB_PAGES),
-    st.floats(0, 1),
-    st.floats(0, 1),
-    st.none() | st.floats(0, 1.2),
-    st.booleans(),
-    st.floats(0, 60),
-)
 
 
 @settings(max_examples=150, deadline=None)
