@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
@@ -46,6 +47,10 @@ LOCKSTEP_POLL_S = 1.0
 DEFAULT_STATE_DIR = Path(".balloonlab")
 FAULT_EXIT_WAIT_S = 10.0
 """Wall seconds a killed process gets to exit before the run loop moves on."""
+FAULT_RETRY_S = 10.0
+"""Wall seconds a pin or unpin keeps trying an agent that answers UNAVAILABLE."""
+FAULT_RETRY_POLL_S = 0.25
+"""Wall seconds between those tries."""
 
 
 async def inject_fault(lab: Lab, client: OperatorClient, fault: scenario_mod.FaultSpec) -> str:
@@ -76,11 +81,19 @@ async def inject_fault(lab: Lab, client: OperatorClient, fault: scenario_mod.Fau
         request.balloon_mib = round(fault.balloon_mib)
     else:
         request.guest_mib = round(fault.guest_mib or 0.0)
-    try:
-        vm = await client.set_target(request)
-    except LabClientError as exc:
-        return f"refused: {exc}"
-    return f"balloon target {vm.balloon_target_bytes / MIB:,.0f} MiB, manual {vm.manual}"
+    # An agent that has just restarted answers UNAVAILABLE until its first look at the
+    # host; an operator would try again, and so does the fault, for a bounded time.
+    deadline = asyncio.get_running_loop().time() + FAULT_RETRY_S
+    while True:
+        try:
+            vm = await client.set_target(request)
+        except LabClientError as exc:
+            late = asyncio.get_running_loop().time() >= deadline
+            if exc.code != grpc.StatusCode.UNAVAILABLE or late:
+                return f"refused: {exc}"
+            await asyncio.sleep(FAULT_RETRY_POLL_S)
+            continue
+        return f"balloon target {vm.balloon_target_bytes / MIB:,.0f} MiB, manual {vm.manual}"
 
 
 AGENT_VIEW = "agent view"

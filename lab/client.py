@@ -25,6 +25,11 @@ RECLAIM_WAIT_WALL_S_PER_TICK = 1.0
 class LabClientError(Exception):
     """A call to the lab failed; the message is one sentence for the user."""
 
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        """The gRPC status the call ended with; None when no call was made."""
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -163,7 +168,7 @@ class OperatorClient:
         try:
             return await method(request, metadata=self._metadata, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
-            raise LabClientError(describe_rpc_error(exc, what)) from exc
+            raise LabClientError(describe_rpc_error(exc, what), exc.code()) from exc
 
     async def _agent_call(self, name: str, request: Any, timeout_s: float = CALL_TIMEOUT_S) -> Any:
         return await self._call("agent", getattr(self._agent_stub(), name), request, timeout_s)
