@@ -350,8 +350,7 @@ class DeviceModelServicer(mmio_pb2_grpc.DeviceModelServicer):  # type: ignore[mi
                         stop=op == mmio_pb2.HOST_OP_HINT_STOP,
                     )
                 except Refused as exc:
-                    await context.abort(exc.code, str(exc))
-                    raise AssertionError("unreachable") from exc  # abort raises
+                    await exc.abort(context)
                 if op == mmio_pb2.HOST_OP_HINT_STOP:
                     await shell.target_changed(vm_id)  # DONE goes to the device model
                 reply = mmio_pb2.HostCallReply(

@@ -113,23 +113,26 @@ class PageRequests:
 
     def inflated(self, vm_id: str, gpfns: npt.ArrayLike) -> int:
         """An inflate the host accepted took `gpfns`; returns how many were requested."""
-        book = self._vms.get(vm_id)
-        if book is None or not book.pending:
-            return 0
-        taken = book.pending.intersection(np.asarray(gpfns, dtype=np.int64).reshape(-1).tolist())
-        book.pending -= taken
-        book.taken_total += len(taken)
-        return len(taken)
+        book, taken = self._settle(vm_id, gpfns)
+        if book is not None:
+            book.taken_total += taken
+        return taken
 
     def unavailable(self, vm_id: str, gpfns: npt.ArrayLike) -> int:
         """The driver cannot take `gpfns`; drops those still queued and returns how many."""
+        book, dropped = self._settle(vm_id, gpfns)
+        if book is not None:
+            book.unavailable_total += dropped
+        return dropped
+
+    def _settle(self, vm_id: str, gpfns: npt.ArrayLike) -> tuple[_VmRequests | None, int]:
+        """Takes `gpfns` off the VM's queue; its book and how many of them were queued."""
         book = self._vms.get(vm_id)
         if book is None or not book.pending:
-            return 0
-        dropped = book.pending.intersection(np.asarray(gpfns, dtype=np.int64).reshape(-1).tolist())
-        book.pending -= dropped
-        book.unavailable_total += len(dropped)
-        return len(dropped)
+            return None, 0
+        settled = book.pending.intersection(np.asarray(gpfns, dtype=np.int64).reshape(-1).tolist())
+        book.pending -= settled
+        return book, len(settled)
 
     def counters(self, vm_id: str) -> RequestCounters:
         book = self._of(vm_id)

@@ -89,6 +89,11 @@ class Refused(Exception):
         self.code = code
         self.reason = reason
 
+    async def abort(self, context: grpc.aio.ServicerContext) -> NoReturn:
+        """Ends the call with this refusal (it was counted and logged when raised)."""
+        await context.abort(self.code, str(self))
+        raise AssertionError("unreachable")  # abort raises
+
 
 def target_message(target: BalloonTarget) -> types_pb2.BalloonTarget:
     return types_pb2.BalloonTarget(target_pages=target.target_pages, generation=target.generation)
@@ -368,8 +373,7 @@ class HypervisorShell:
         try:
             return self.batch_pfns(api, raw, field, limit).tolist()  # type: ignore[no-any-return]
         except Refused as exc:
-            await context.abort(exc.code, str(exc))
-            raise AssertionError("unreachable") from exc  # abort raises
+            await exc.abort(context)
 
     def batch_pfns(self, api: str, raw: bytes, field: str, limit: int) -> npt.NDArray[np.int64]:
         """`pfns` without a call to abort: raises Refused (counted and logged)."""
@@ -556,8 +560,7 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
         try:
             return self._batch(vm_id, request, inflate)
         except Refused as exc:
-            await context.abort(exc.code, str(exc))
-            raise AssertionError("unreachable") from exc  # abort raises
+            await exc.abort(context)
 
     async def Balloon(
         self,
@@ -645,8 +648,7 @@ class HypercallServicer(hypercall_pb2_grpc.HypercallServicer):  # type: ignore[m
                 stop=request.stop,
             )
         except Refused as exc:
-            await context.abort(exc.code, str(exc))
-            raise AssertionError("unreachable") from exc  # abort raises
+            await exc.abort(context)
         shell.counted(self.API, "ReportFreePages" if report else "HintFreePages")
         if request.stop and not report:
             await shell.target_changed(vm_id)  # the command is DONE: tell the driver
