@@ -8,7 +8,7 @@ SCENARIO ?= lab/scenarios/default.toml
 REPORT ?= reports/$(basename $(notdir $(SCENARIO)))
 PROTOS := $(wildcard proto/balloon/v1/*.proto)
 
-.PHONY: run test lint proto bench clean
+.PHONY: run test test-tools lint proto bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/balloonlab run $(SCENARIO) --report $(REPORT)
 
-test: $(BIN)/.installed
+test-tools:
+	scripts/test-tools.sh
+
+test: $(BIN)/.installed test-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -7,7 +7,7 @@ mapped to free 127.0.0.1 ports, container paths mapped to the repository and
 named volumes to folders of the test's run directory; a service starts once
 the services it `depends_on` with `condition: service_healthy` pass their
 own compose health checks.
-Prometheus (Debian's package, installed by .ci/run) runs with
+Prometheus (Debian's package, installed by scripts/test-tools.sh) runs with
 deploy/prometheus/prometheus.yml, targets mapped the same way, its rules
 and alerts loaded; the tests query it over its HTTP API, including every
 query of the committed Grafana dashboard.
@@ -79,7 +79,7 @@ def compose_env() -> dict[str, str]:
 
 def resolved_compose(env: dict[str, str]) -> dict[str, Any]:
     docker_compose = shutil.which("docker-compose")
-    assert docker_compose, "docker-compose is not installed (.ci/run installs it)"
+    assert docker_compose, "docker-compose is not installed (scripts/test-tools.sh installs it)"
     done = subprocess.run(
         [docker_compose, "-f", str(COMPOSE_FILE), "config"],
         env=env,
@@ -289,7 +289,9 @@ async def deployment(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     ports = PortMap()
     services = local_services(compose, env, ports, run_dir)
     prometheus_bin = shutil.which("prometheus")
-    assert prometheus_bin, "prometheus is not installed (.ci/run installs Debian's package)"
+    assert prometheus_bin, (
+        "prometheus is not installed (scripts/test-tools.sh installs Debian's package)"
+    )
     prom_address = f"127.0.0.1:{free_port()}"
     prom_config = prometheus_config(
         DEPLOY / "prometheus" / "prometheus.yml", ports, set(compose["services"]), run_dir / "p.yml"

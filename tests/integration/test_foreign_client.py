@@ -1,6 +1,6 @@
 """The Agent API driven by a client that is not ours: `buf curl` (npm
-@bufbuild/buf in ./node_modules, installed by .ci/run), which learns the
-schema from the server's reflection service. Its answers are compared with
+@bufbuild/buf in ./node_modules, installed by scripts/test-tools.sh), which
+learns the schema from the server's reflection service. Its answers are compared with
 balloonctl's for the same lab.
 """
 
@@ -54,7 +54,7 @@ working_set_fraction = 0.25
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Lab]:
-    assert BUF.exists(), f"{BUF.relative_to(ROOT)} is missing (.ci/run installs @bufbuild/buf)"
+    assert BUF.exists(), f"{BUF.relative_to(ROOT)} is missing (make test installs @bufbuild/buf)"
     root = tmp_path_factory.mktemp("foreign")
     running = Lab(scenario_mod.load(write_scenario(root / "f.toml", SCENARIO)), root / "run")
     try:

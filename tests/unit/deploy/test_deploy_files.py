@@ -22,7 +22,9 @@ PROMETHEUS = DEPLOY / "prometheus"
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("promtool")
-    assert exe, "promtool is not installed (.ci/run installs Debian's prometheus package)"
+    assert exe, (
+        "promtool is not installed (scripts/test-tools.sh installs Debian's prometheus package)"
+    )
     return subprocess.run(
         [exe, *args], capture_output=True, text=True, timeout=60, check=False, cwd=PROMETHEUS
     )
