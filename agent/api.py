@@ -21,7 +21,7 @@ from agent.hugepages import tradeoff
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
 from agent.migration import MigrationRequest
-from agent.policy import PAGES_PER_MIB, Reason, assess
+from agent.policy import PAGES_PER_MIB, Reason, assess_windowed
 from agent.reclaim import ReclaimCandidate, ReclaimPlan, plan_reclaim
 from agent.robust import backing_off
 from agent.snapshot import HostSnapshot, VmSnapshot
@@ -457,7 +457,9 @@ class AgentServicer:
             if vm.vm_id in state.pins or backing_off(state.tracks.get(vm.vm_id), snapshot.now_s):
                 continue
             sample = view.guests.get(vm.vm_id) if view is not None else None
-            seen = assess(vm, sample, config)
+            history = view.ws_history.get(vm.vm_id, ()) if view is not None else ()
+            # The floors the loop keeps: on the peak working set of the window, not today's.
+            seen, _ = assess_windowed(vm, sample, config, history, snapshot.now_s)
             if not seen.controllable or seen.pressure is not None:
                 continue
             settings = state.vm_policies.get(vm.vm_id, DEFAULT_VM_POLICY)

@@ -526,6 +526,23 @@ def overcommit_ratio(usable_pages: int, available_pages: int) -> float:
     return usable_pages / available_pages
 
 
+def assess_windowed(
+    vm: VmSnapshot,
+    sample: CounterSample | None,
+    config: PolicyConfig,
+    history: tuple[tuple[float, int], ...],
+    now_s: float,
+) -> tuple[VmAssessment, tuple[tuple[float, int], ...]]:
+    """`assess` with the floor on the peak working set of the last `ws_window_s` ticks,
+    and the working-set history to keep (unchanged when the working set is unknown now:
+    the peaks stay until they age out)."""
+    seen = assess(vm, sample, config)
+    if seen.ws_pages is None:
+        return seen, history
+    held, kept = held_working_set(history, now_s, seen.ws_pages, config.ws_window_s)
+    return assess(vm, sample, config, held_ws_pages=held), kept
+
+
 def assess(
     vm: VmSnapshot,
     sample: CounterSample | None,
@@ -677,18 +694,15 @@ def decide(
     assessments: dict[str, VmAssessment] = {}
     ws_history: dict[str, tuple[tuple[float, int], ...]] = {}
     for vm in snapshot.vms:
-        seen = assess(vm, samples.get(vm.vm_id), config)
-        if seen.ws_pages is not None:
-            held, ws_history[vm.vm_id] = held_working_set(
-                previous.ws_history.get(vm.vm_id, ()),
-                snapshot.now_s,
-                seen.ws_pages,
-                config.ws_window_s,
-            )
-            seen = assess(vm, samples.get(vm.vm_id), config, held_ws_pages=held)
-        elif vm.vm_id in previous.ws_history:
-            # Unknown this round: the peaks stay until they age out.
-            ws_history[vm.vm_id] = previous.ws_history[vm.vm_id]
+        seen, kept = assess_windowed(
+            vm,
+            samples.get(vm.vm_id),
+            config,
+            previous.ws_history.get(vm.vm_id, ()),
+            snapshot.now_s,
+        )
+        if kept:
+            ws_history[vm.vm_id] = kept
         assessments[vm.vm_id] = seen
     pressure_at = {
         k: v

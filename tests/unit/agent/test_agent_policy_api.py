@@ -6,7 +6,7 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import grpc
@@ -18,6 +18,7 @@ from agent.api import SERVICE_NAME, AgentServicer
 from agent.collector import GrpcHostClient
 from agent.loop import ControlLoop
 from agent.metrics import AgentMetrics
+from agent.policy import PAGES_PER_MIB, PolicyConfig
 from agent.state import AgentState
 from agent.vmpolicy import VmPolicy
 from balloon.v1 import agent_pb2, agent_pb2_grpc
@@ -42,7 +43,9 @@ class Lab:
 
 @asynccontextmanager
 async def agent_lab(
-    fake: FakeHost, vm_policies: dict[str, VmPolicy] | None = None
+    fake: FakeHost,
+    vm_policies: dict[str, VmPolicy] | None = None,
+    config: PolicyConfig = RATIO_ONLY,
 ) -> AsyncIterator[Lab]:
     """A fake host, an agent that has run one round against it, and a client of the agent."""
     async with (
@@ -51,7 +54,7 @@ async def agent_lab(
     ):
         registry = CollectorRegistry()
         metrics = AgentMetrics(registry)
-        state = AgentState(config=RATIO_ONLY, vm_policies=dict(vm_policies or {}))
+        state = AgentState(config=config, vm_policies=dict(vm_policies or {}))
         client = GrpcHostClient(host_channel, TOKEN)
         loop = ControlLoop(client, state, metrics, ManualClock())
         servicer = AgentServicer(state, client, loop, metrics, Authenticator({"operator": TOKEN}))
@@ -300,3 +303,26 @@ async def test_a_request_smaller_than_the_dead_band_waits_for_its_pages() -> Non
     assert band // 4 > fake.step_pages
     assert reply.reclaimed_pages == band // 4
     assert reply.waited_s >= 2.0
+
+
+async def test_reclaim_keeps_the_floor_on_the_windows_peak_working_set() -> None:
+    """The working set fell from 256 to 64 MiB since the last round; the loop's floor still
+    holds the 256 MiB peak of its window, and Reclaim plans within that floor too."""
+    fake = FakeHost()
+    fake.add("a")
+    config = replace(RATIO_ONLY, ws_window_s=100.0)
+    async with agent_lab(fake, config=config) as lab:
+        fake.vms["a"].ws_pages = 64 * PAGES_PER_MIB
+        fake.now_s += 5.0
+        await lab.loop.run_round()
+        vm = fake.vms["a"]
+        floor = math.ceil(GIB_PAGES // 4 * (1 + config.floor_margin_fraction)) + 64 * PAGES_PER_MIB
+        room = vm.guest_pages - floor - vm.target_pages
+        too_much = lab.stub.Reclaim(agent_pb2.ReclaimRequest(pages=room + 1), metadata=AUTH)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await too_much
+        fits = await lab.stub.Reclaim(agent_pb2.ReclaimRequest(pages=room), metadata=AUTH)
+
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"at most {room} " in (refused.value.details() or "")
+    assert fits.planned_pages == room
