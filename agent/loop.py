@@ -208,14 +208,8 @@ class ControlLoop:
         )
         self._record_migration(migration)
         self._record(plan)
-        try:
-            actuation = await apply_plan(plan, snapshot, self._host, self._metrics)
-        except HostUnavailable as exc:
-            # Counted with the polls: either way the host did not answer.
-            self._note_failure(exc)
-            raise
+        actuation = await self._actuate(plan, snapshot)
         for done in actuation.applied:
-            state.record_target(done.vm_id, done.target_pages, done.generation)
             if done.vm_id in state.tracks:
                 state.tracks[done.vm_id] = note_success(state.tracks[done.vm_id])
         # A stale generation is a race, retried next round; a refusal is a failure.
@@ -268,17 +262,23 @@ class ControlLoop:
         diagnoses, state.diag_view = diagnose_vms(snapshot, plan, state.diag_view, state.config)
         self._record_diagnoses(diagnoses)
         self._record(plan)
-        try:
-            actuation = await apply_plan(plan, snapshot, self._host, self._metrics)
-        except HostUnavailable as exc:
-            self._note_failure(exc)
-            raise
-        for done in actuation.applied:
-            state.record_target(done.vm_id, done.target_pages, done.generation)
+        actuation = await self._actuate(plan, snapshot)
         if actuation.stale:
             await self.refresh()
         self.show()
         return plan, actuation
+
+    async def _actuate(self, plan: Plan, snapshot: HostSnapshot) -> Actuation:
+        """Sends the plan's targets and records those the host took."""
+        try:
+            actuation = await apply_plan(plan, snapshot, self._host, self._metrics)
+        except HostUnavailable as exc:
+            # Counted with the polls: either way the host did not answer.
+            self._note_failure(exc)
+            raise
+        for done in actuation.applied:
+            self._state.record_target(done.vm_id, done.target_pages, done.generation)
+        return actuation
 
     async def defragment(
         self, wanted_blocks: int, trigger: str, *, include_pinned: bool = False
